@@ -1,0 +1,301 @@
+//! The only place that reads settings: the command line and `LEADBRIDGE_*`
+//! variables, plus the admin-token and master-key files of an SQLite setup.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::crypto::{generate_admin_token, MasterKey};
+
+/// leadbridge: B2CORE clients → Salesforce Leads.
+#[derive(Debug, Parser)]
+#[command(name = "leadbridge", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What the process does; `serve` when none is given.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Run the HTTP service (the default).
+    Serve,
+    /// Bring the database schema up to date, then exit.
+    Migrate,
+    /// Ask the local service's /health/ready; exit 0 when ready, else 1.
+    Healthcheck,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Settings that come from flags or environment variables.
+#[derive(Debug, Clone, Args)]
+pub struct SettingsArgs {
+    /// Address to listen on.
+    #[arg(
+        long,
+        env = "LEADBRIDGE_LISTEN",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
+    pub listen: String,
+    /// `sqlite://PATH` (created on first start) or `postgres://…`.
+    #[arg(
+        long,
+        env = "LEADBRIDGE_DATABASE_URL",
+        default_value = "sqlite://leadbridge.db",
+        global = true
+    )]
+    pub database_url: String,
+    /// Allow `http://` and non-Salesforce hosts in `domainUrl` (emulators, tests).
+    #[arg(
+        long,
+        env = "LEADBRIDGE_ALLOW_INSECURE_SALESFORCE",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        global = true
+    )]
+    pub allow_insecure_salesforce: bool,
+    /// `pretty` or `json`; default `pretty` on a terminal, else `json`.
+    #[arg(long, env = "LEADBRIDGE_LOG_FORMAT", global = true)]
+    pub log_format: Option<LogFormat>,
+    /// Largest accepted request body, in bytes.
+    #[arg(
+        long,
+        env = "LEADBRIDGE_MAX_BODY_BYTES",
+        default_value_t = 1024 * 1024,
+        global = true
+    )]
+    pub max_body_bytes: usize,
+}
+
+impl SettingsArgs {
+    /// The log format in force: the setting, else by whether stdout is a terminal.
+    pub fn log_format(&self) -> LogFormat {
+        self.log_format
+            .unwrap_or(if std::io::stdout().is_terminal() {
+                LogFormat::Pretty
+            } else {
+                LogFormat::Json
+            })
+    }
+}
+
+/// Everything `serve` needs, checked once at start.
+#[derive(Debug)]
+pub struct Settings {
+    pub listen: String,
+    pub database_url: String,
+    pub admin_token: SecretString,
+    pub master_key: MasterKey,
+    pub allow_insecure_salesforce: bool,
+    pub max_body_bytes: usize,
+}
+
+const ADMIN_TOKEN_ENV: &str = "LEADBRIDGE_ADMIN_TOKEN";
+const MASTER_KEY_ENV: &str = "LEADBRIDGE_MASTER_KEY";
+
+/// Where a secret came from, for the start-up log (never the secret itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    Environment,
+    ExistingFile(PathBuf),
+    CreatedFile(PathBuf),
+}
+
+impl Settings {
+    /// Resolves the secrets: from the environment, else (SQLite only) from files
+    /// beside the database, created with mode 0600 on first start.
+    pub fn resolve(
+        args: &SettingsArgs,
+    ) -> anyhow::Result<(Self, Vec<(&'static str, SecretSource)>)> {
+        if args.max_body_bytes == 0 {
+            bail!("LEADBRIDGE_MAX_BODY_BYTES must be above 0");
+        }
+        let env_token = non_empty_env(ADMIN_TOKEN_ENV)?;
+        let env_key = non_empty_env(MASTER_KEY_ENV)?;
+        let sqlite_path = sqlite_file(&args.database_url);
+        let (token, token_src, key, key_src) = match sqlite_path {
+            None if args.database_url.starts_with("sqlite:") => {
+                // An in-memory database has no place for secret files.
+                let (Some(t), Some(k)) = (env_token, env_key) else {
+                    bail!("{ADMIN_TOKEN_ENV} and {MASTER_KEY_ENV} are required for an in-memory database");
+                };
+                (t, SecretSource::Environment, k, SecretSource::Environment)
+            }
+            None => {
+                let missing: Vec<&str> = [
+                    (ADMIN_TOKEN_ENV, env_token.is_none()),
+                    (MASTER_KEY_ENV, env_key.is_none()),
+                ]
+                .into_iter()
+                .filter_map(|(n, m)| m.then_some(n))
+                .collect();
+                if !missing.is_empty() {
+                    bail!(
+                        "{} must be set when the database is not SQLite: replicas must share them, so they are never generated",
+                        missing.join(" and ")
+                    );
+                }
+                (
+                    env_token.unwrap(),
+                    SecretSource::Environment,
+                    env_key.unwrap(),
+                    SecretSource::Environment,
+                )
+            }
+            Some(db) => {
+                let (t, ts) = match env_token {
+                    Some(t) => (t, SecretSource::Environment),
+                    None => secret_file(&sibling(&db, "admin-token"), generate_admin_token)?,
+                };
+                let (k, ks) = match env_key {
+                    Some(k) => (k, SecretSource::Environment),
+                    None => secret_file(&sibling(&db, "master-key"), MasterKey::generate_encoded)?,
+                };
+                (t, ts, k, ks)
+            }
+        };
+        let master_key = MasterKey::parse(key.expose_secret())
+            .with_context(|| format!("{MASTER_KEY_ENV} (or its file) is not usable"))?;
+        if token.expose_secret().len() < 16 {
+            bail!("{ADMIN_TOKEN_ENV} must be at least 16 characters");
+        }
+        Ok((
+            Self {
+                listen: args.listen.clone(),
+                database_url: args.database_url.clone(),
+                admin_token: token,
+                master_key,
+                allow_insecure_salesforce: args.allow_insecure_salesforce,
+                max_body_bytes: args.max_body_bytes,
+            },
+            vec![("admin token", token_src), ("master key", key_src)],
+        ))
+    }
+}
+
+fn non_empty_env(name: &str) -> anyhow::Result<Option<SecretString>> {
+    match std::env::var(name) {
+        Ok(v) if v.trim().is_empty() => bail!("{name} is set but empty"),
+        Ok(v) => Ok(Some(SecretString::from(v.trim().to_string()))),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => bail!("{name} is not valid UTF-8"),
+    }
+}
+
+/// The file of an SQLite URL (`sqlite://PATH`, `sqlite:PATH`), or None for memory / other stores.
+pub fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" || rest.contains("mode=memory") {
+        None
+    } else {
+        Some(PathBuf::from(path))
+    }
+}
+
+/// `leadbridge.db` → `leadbridge.db.admin-token`, in the same directory.
+fn sibling(db: &Path, suffix: &str) -> PathBuf {
+    let mut name = db.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{suffix}"));
+    db.with_file_name(name)
+}
+
+/// Reads a secret file, or creates it (mode 0600) with a generated value.
+fn secret_file(
+    path: &Path,
+    generate: fn() -> SecretString,
+) -> anyhow::Result<(SecretString, SecretSource)> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(mut file) => {
+            let secret = generate();
+            file.write_all(secret.expose_secret().as_bytes())
+                .and_then(|_| file.sync_all())
+                .with_context(|| format!("writing {}", path.display()))?;
+            Ok((secret, SecretSource::CreatedFile(path.to_path_buf())))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            if text.trim().is_empty() {
+                bail!(
+                    "{} is empty; delete it to have a new one made",
+                    path.display()
+                );
+            }
+            Ok((
+                SecretString::from(text.trim().to_string()),
+                SecretSource::ExistingFile(path.to_path_buf()),
+            ))
+        }
+        Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_name_their_file() {
+        assert_eq!(
+            sqlite_file("sqlite://leadbridge.db"),
+            Some(PathBuf::from("leadbridge.db"))
+        );
+        assert_eq!(
+            sqlite_file("sqlite:///var/lib/lb/x.db?mode=rwc"),
+            Some(PathBuf::from("/var/lib/lb/x.db"))
+        );
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("postgres://localhost/test"), None);
+    }
+
+    #[test]
+    fn secret_files_sit_beside_the_database() {
+        assert_eq!(
+            sibling(Path::new("/d/leadbridge.db"), "master-key"),
+            PathBuf::from("/d/leadbridge.db.master-key")
+        );
+        assert_eq!(
+            sibling(Path::new("leadbridge.db"), "admin-token"),
+            PathBuf::from("leadbridge.db.admin-token")
+        );
+    }
+
+    #[test]
+    fn a_secret_file_is_created_once_with_mode_0600_then_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.db.admin-token");
+        let (first, src) = secret_file(&path, generate_admin_token).unwrap();
+        assert_eq!(src, SecretSource::CreatedFile(path.clone()));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let (second, src) = secret_file(&path, generate_admin_token).unwrap();
+        assert_eq!(src, SecretSource::ExistingFile(path));
+        assert_eq!(first.expose_secret(), second.expose_secret());
+    }
+}

@@ -1,0 +1,366 @@
+//! `/v1/connections…`: thin handlers over `connections::apply` and the store.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use secrecy::ExposeSecret;
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::problem::Problem;
+use super::{read_json, Admin, ApiError, AppState};
+use crate::connections::{
+    self, webhook_secret_context, Connection, ConnectionName, FieldError, FieldMapping,
+    SignatureScheme,
+};
+use crate::crypto::generate_webhook_secret;
+use crate::store::WebhookSecretRecord;
+
+/// How long a rotated-out webhook secret keeps verifying.
+pub const ROTATION_OVERLAP_HOURS: i64 = 24;
+/// Admin bodies are small; this bounds them well below the webhook limit.
+const ADMIN_BODY_LIMIT: usize = 64 * 1024;
+
+/// A connection as the API shows it. Secrets are never shown here.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionView {
+    pub name: String,
+    pub caption: Option<String>,
+    /// Always `salesforce`.
+    pub provider: String,
+    pub domain_url: Option<String>,
+    pub consumer_key: Option<String>,
+    /// Whether a consumer secret is stored (it is write-only).
+    pub consumer_secret_set: bool,
+    /// Applied to all new Leads.
+    pub company: Option<String>,
+    pub enabled: bool,
+    pub field_mapping: FieldMapping,
+    pub external_id_field: Option<String>,
+    pub api_version: String,
+    pub signature_scheme: SignatureScheme,
+    /// Header of the `hmac-sha256-hex` scheme; `X-Signature` when null.
+    pub signature_header: Option<String>,
+    /// Path to register in B2CORE, relative to this service's public URL.
+    pub webhook_url: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<&Connection> for ConnectionView {
+    fn from(c: &Connection) -> Self {
+        Self {
+            name: c.name.clone(),
+            caption: c.caption.clone(),
+            provider: c.provider.clone(),
+            domain_url: c.domain_url.clone(),
+            consumer_key: c.consumer_key.clone(),
+            consumer_secret_set: c.consumer_secret_sealed.is_some(),
+            company: c.company.clone(),
+            enabled: c.enabled,
+            field_mapping: c.field_mapping.clone(),
+            external_id_field: c.external_id_field.clone(),
+            api_version: c.api_version.clone(),
+            signature_scheme: c.signature_scheme,
+            signature_header: c.signature_header.clone(),
+            webhook_url: format!("/v1/webhooks/{}", c.name),
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+        }
+    }
+}
+
+/// Answer to a create: the connection and, this once, its webhook secret.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedConnection {
+    #[serde(flatten)]
+    pub connection: ConnectionView,
+    /// `whsec_…`; shown only now. Paste it into B2CORE.
+    pub webhook_secret: String,
+}
+
+/// All connections, by name.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConnectionList {
+    pub connections: Vec<ConnectionView>,
+}
+
+/// Answer to a rotation: the new secret, shown only now.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RotatedSecret {
+    pub webhook_secret: String,
+    /// Until when the secrets it replaces still verify.
+    pub previous_secrets_valid_until: DateTime<Utc>,
+}
+
+/// Edit-form fields (every one optional). `null` clears a field.
+#[allow(dead_code)] // a schema for the OpenAPI document; bodies are checked by `connections::apply`
+#[derive(ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionSettings {
+    #[schema(max_length = 255)]
+    caption: Option<String>,
+    /// `https://{domain}.my.salesforce.com` or a sandbox My Domain.
+    #[schema(example = "https://acme.my.salesforce.com")]
+    domain_url: Option<String>,
+    #[schema(max_length = 255)]
+    consumer_key: Option<String>,
+    /// Write-only.
+    #[schema(max_length = 255)]
+    consumer_secret: Option<String>,
+    #[schema(max_length = 255)]
+    company: Option<String>,
+    /// Enabling needs domainUrl, consumerKey, consumerSecret and company.
+    enabled: Option<bool>,
+    field_mapping: Option<FieldMapping>,
+    /// Lead field marked External ID: writes become upserts by clientId.
+    external_id_field: Option<String>,
+    #[schema(pattern = r"^v[0-9]+\.0$", example = "v62.0")]
+    api_version: Option<String>,
+    signature_scheme: Option<SignatureScheme>,
+    signature_header: Option<String>,
+}
+
+/// Body of `POST /v1/connections`.
+#[allow(dead_code)]
+#[derive(ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NewConnection {
+    #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,62}$", example = "acme")]
+    name: String,
+    /// Only `salesforce`.
+    #[schema(example = "salesforce")]
+    provider: Option<String>,
+    #[serde(flatten)]
+    settings: ConnectionSettings,
+}
+
+fn validation(errs: connections::FieldErrors) -> ApiError {
+    ApiError::Validation(errs.0)
+}
+
+/// A fresh webhook secret and its sealed record for `connection_id`.
+fn new_webhook_secret(
+    state: &AppState,
+    connection_id: &str,
+    now: DateTime<Utc>,
+) -> (secrecy::SecretString, WebhookSecretRecord) {
+    let secret = generate_webhook_secret();
+    let id = uuid::Uuid::now_v7().to_string();
+    let sealed = state.master_key.seal(
+        &webhook_secret_context(connection_id, &id),
+        secret.expose_secret(),
+    );
+    let record = WebhookSecretRecord {
+        id,
+        connection_id: connection_id.to_string(),
+        sealed,
+        created_at: now,
+        expires_at: None,
+    };
+    (secret, record)
+}
+
+async fn find(state: &AppState, name: &str) -> Result<Connection, ApiError> {
+    state
+        .store
+        .get_connection(name)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no connection is named `{name}`")))
+}
+
+#[utoipa::path(
+    post, path = "/v1/connections", tag = "connections",
+    request_body(content = NewConnection, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created; the webhook secret is shown only now", body = CreatedConnection),
+        (status = 400, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The name is taken", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, each named", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn create(
+    _: Admin,
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let body = read_json(&req, payload, ADMIN_BODY_LIMIT).await?;
+    let name = match body.get("name") {
+        Some(Value::String(n)) => ConnectionName::parse(n),
+        Some(_) => Err("must be a string".to_string()),
+        None => Err("is required".to_string()),
+    };
+    let now = state.clock.now();
+    let id = uuid::Uuid::now_v7().to_string();
+    let base = Connection::new(
+        id.clone(),
+        name.clone()
+            .unwrap_or_else(|_| ConnectionName::parse("placeholder").expect("valid")),
+        now,
+    );
+    let applied = connections::apply(&base, &body, true, state.rules, &state.master_key);
+    let conn = match (name, applied) {
+        (Ok(_), Ok(conn)) => conn,
+        (name, applied) => {
+            let mut errs = Vec::new();
+            if let Err(message) = name {
+                errs.push(FieldError {
+                    field: "name".into(),
+                    message,
+                });
+            }
+            if let Err(more) = applied {
+                errs.extend(more.0.into_iter().filter(|e| e.field != "name"));
+            }
+            return Err(ApiError::Validation(errs));
+        }
+    };
+    let (secret, record) = new_webhook_secret(&state, &id, now);
+    match state.store.insert_connection(&conn, &record).await {
+        Err(crate::store::StoreError::Conflict) => {
+            return Err(ApiError::Conflict(format!(
+                "a connection named `{}` already exists",
+                conn.name
+            )))
+        }
+        other => other?,
+    }
+    tracing::info!(connection = %conn.name, enabled = conn.enabled, "connection created");
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, format!("/v1/connections/{}", conn.name)))
+        .json(CreatedConnection {
+            connection: ConnectionView::from(&conn),
+            webhook_secret: secret.expose_secret().to_string(),
+        }))
+}
+
+#[utoipa::path(
+    get, path = "/v1/connections", tag = "connections",
+    responses(
+        (status = 200, body = ConnectionList),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let all = state.store.list_connections().await?;
+    Ok(HttpResponse::Ok().json(ConnectionList {
+        connections: all.iter().map(ConnectionView::from).collect(),
+    }))
+}
+
+#[utoipa::path(
+    get, path = "/v1/connections/{name}", tag = "connections",
+    params(("name" = String, Path)),
+    responses(
+        (status = 200, body = ConnectionView),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such connection", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get(
+    _: Admin,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let conn = find(&state, &path).await?;
+    Ok(HttpResponse::Ok().json(ConnectionView::from(&conn)))
+}
+
+#[utoipa::path(
+    patch, path = "/v1/connections/{name}", tag = "connections",
+    params(("name" = String, Path)),
+    request_body(content = ConnectionSettings, content_type = "application/merge-patch+json",
+        description = "JSON merge patch (RFC 7396); `application/json` is accepted too."),
+    responses(
+        (status = 200, body = ConnectionView),
+        (status = 400, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such connection", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, each named", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn patch(
+    _: Admin,
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let body = read_json(&req, payload, ADMIN_BODY_LIMIT).await?;
+    let current = find(&state, &path).await?;
+    let mut next = connections::apply(&current, &body, false, state.rules, &state.master_key)
+        .map_err(validation)?;
+    next.updated_at = state.clock.now();
+    if !state.store.update_connection(&next).await? {
+        return Err(ApiError::NotFound(format!(
+            "no connection is named `{}`",
+            current.name
+        )));
+    }
+    let credentials_changed = current.credentials_fingerprint() != next.credentials_fingerprint();
+    tracing::info!(connection = %next.name, enabled = next.enabled, credentials_changed, "connection updated");
+    Ok(HttpResponse::Ok().json(ConnectionView::from(&next)))
+}
+
+#[utoipa::path(
+    delete, path = "/v1/connections/{name}", tag = "connections",
+    params(("name" = String, Path)),
+    responses(
+        (status = 204, description = "Deleted, with its secrets and unsynced events"),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such connection", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn delete(
+    _: Admin,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    if !state.store.delete_connection(&path).await? {
+        return Err(ApiError::NotFound(format!(
+            "no connection is named `{path}`"
+        )));
+    }
+    tracing::info!(connection = %path, "connection deleted");
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[utoipa::path(
+    post, path = "/v1/connections/{name}/webhook-secret/rotate", tag = "connections",
+    params(("name" = String, Path)),
+    responses(
+        (status = 200, description = "The new secret; the previous ones verify for 24 h more", body = RotatedSecret),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such connection", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn rotate_webhook_secret(
+    _: Admin,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let conn = find(&state, &path).await?;
+    let now = state.clock.now();
+    let until = now + chrono::Duration::hours(ROTATION_OVERLAP_HOURS);
+    let (secret, record) = new_webhook_secret(&state, &conn.id, now);
+    state.store.rotate_webhook_secret(&record, until).await?;
+    tracing::info!(connection = %conn.name, "webhook secret rotated");
+    Ok(HttpResponse::Ok().json(RotatedSecret {
+        webhook_secret: secret.expose_secret().to_string(),
+        previous_secrets_valid_until: until,
+    }))
+}

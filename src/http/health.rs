@@ -1,0 +1,41 @@
+//! Unauthenticated probes for load balancers and Prometheus.
+
+use actix_web::{web, HttpResponse};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::problem::Problem;
+use super::{ApiError, AppState};
+
+/// Answer of a passing probe.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthStatus {
+    /// `ok` (live) or `ready`.
+    pub status: &'static str,
+}
+
+#[utoipa::path(get, path = "/health/live", tag = "health",
+    responses((status = 200, description = "The process is up", body = HealthStatus)), security(()))]
+pub async fn live() -> HttpResponse {
+    HttpResponse::Ok().json(HealthStatus { status: "ok" })
+}
+
+#[utoipa::path(get, path = "/health/ready", tag = "health",
+    responses(
+        (status = 200, description = "The store answers: send traffic here", body = HealthStatus),
+        (status = 503, description = "The store is unreachable", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u32, description = "Seconds to wait"))),
+    ), security(()))]
+pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    state.store.ping().await?;
+    Ok(HttpResponse::Ok().json(HealthStatus { status: "ready" }))
+}
+
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses((status = 200, description = "Prometheus text format; every name starts with `leadbridge_`",
+        body = String, content_type = "text/plain")), security(()))]
+pub async fn metrics() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(crate::metrics::handle().render())
+}

@@ -1,0 +1,159 @@
+//! Routes, request plumbing shared by handlers, and the OpenAPI document.
+
+pub mod connections;
+pub mod health;
+pub mod openapi;
+pub mod problem;
+pub mod webhooks;
+
+use std::future::{ready, Ready};
+use std::sync::Arc;
+
+use actix_web::http::header;
+use actix_web::web::{self, Bytes, BytesMut};
+use actix_web::{dev::Payload, FromRequest, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::clock::Clock;
+use crate::connections::Rules;
+use crate::crypto::{constant_time_eq, MasterKey};
+use crate::store::Store;
+pub use problem::ApiError;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub master_key: Arc<MasterKey>,
+    pub admin_token: SecretString,
+    pub rules: Rules,
+    pub max_body_bytes: usize,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Mounts every route on an actix `App`.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/health/live", "GET", |r| {
+        r.route(web::get().to(health::live))
+    }))
+    .service(resource("/health/ready", "GET", |r| {
+        r.route(web::get().to(health::ready))
+    }))
+    .service(resource("/metrics", "GET", |r| {
+        r.route(web::get().to(health::metrics))
+    }))
+    .service(resource("/openapi.json", "GET", |r| {
+        r.route(web::get().to(openapi::serve))
+    }))
+    .service(resource("/v1/webhooks/{connectionName}", "POST", |r| {
+        r.route(web::post().to(webhooks::receive))
+    }))
+    .service(resource("/v1/connections", "GET, POST", |r| {
+        r.route(web::get().to(connections::list))
+            .route(web::post().to(connections::create))
+    }))
+    .service(resource(
+        "/v1/connections/{name}",
+        "GET, PATCH, DELETE",
+        |r| {
+            r.route(web::get().to(connections::get))
+                .route(web::patch().to(connections::patch))
+                .route(web::delete().to(connections::delete))
+        },
+    ))
+    .service(resource(
+        "/v1/connections/{name}/webhook-secret/rotate",
+        "POST",
+        |r| r.route(web::post().to(connections::rotate_webhook_secret)),
+    ));
+}
+
+/// A resource whose other methods are answered 405 in problem+json.
+fn resource(
+    path: &str,
+    allowed: &'static str,
+    f: impl FnOnce(actix_web::Resource) -> actix_web::Resource,
+) -> actix_web::Resource {
+    f(web::resource(path)).default_service(web::to(move |req: HttpRequest| async move {
+        Err::<HttpResponse, _>(ApiError::MethodNotAllowed {
+            method: req.method().to_string(),
+            allowed,
+        })
+    }))
+}
+
+/// Any path that no route matches.
+pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound(format!("nothing is at {}", req.path())))
+}
+
+/// Refuses a request whose declared `Content-Length` is over `limit`, before reading it.
+pub fn check_declared_length(req: &HttpRequest, limit: usize) -> Result<(), ApiError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(n) if n > limit as u64 => Err(ApiError::PayloadTooLarge(limit)),
+        _ => Ok(()),
+    }
+}
+
+/// Reads the body, stopping with 413 as soon as it passes `limit` bytes.
+pub async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Bytes, ApiError> {
+    let mut body = BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk
+            .map_err(|e| ApiError::InvalidPayload(format!("the body could not be read: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// Reads a JSON request body of the admin API.
+pub async fn read_json(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+) -> Result<serde_json::Value, ApiError> {
+    check_declared_length(req, limit)?;
+    let body = read_body(payload, limit).await?;
+    serde_json::from_slice(&body)
+        .map_err(|e| ApiError::InvalidPayload(format!("the body is not valid JSON: {e}")))
+}
+
+/// Proof that the request carried the admin bearer token (compared in constant time).
+pub struct Admin;
+
+impl FromRequest for Admin {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let Some(state) = req.app_data::<web::Data<AppState>>() else {
+            return ready(Err(ApiError::Internal(anyhow::anyhow!(
+                "app state missing"
+            ))));
+        };
+        let offered = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, token) = v.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            });
+        let ok = offered.is_some_and(|t| {
+            constant_time_eq(t.as_bytes(), state.admin_token.expose_secret().as_bytes())
+        });
+        ready(if ok {
+            Ok(Admin)
+        } else {
+            Err(ApiError::Unauthorized)
+        })
+    }
+}

@@ -1,0 +1,66 @@
+//! The OpenAPI document, generated from the handlers' annotations. The copy in
+//! `openapi/openapi.json` is checked against it by a test.
+
+use actix_web::HttpResponse;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::{connections, health, problem, webhooks};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "leadbridge",
+        description = "Keeps Salesforce Leads in step with B2CORE clients. Admin calls need `Authorization: Bearer <LEADBRIDGE_ADMIN_TOKEN>`. Every error is RFC 9457 `application/problem+json`."
+    ),
+    paths(
+        webhooks::receive,
+        connections::create, connections::list, connections::get, connections::patch,
+        connections::delete, connections::rotate_webhook_secret,
+        health::live, health::ready, health::metrics, serve,
+    ),
+    components(schemas(
+        problem::Problem, crate::connections::FieldError, crate::connections::FieldMapping,
+        crate::connections::SignatureScheme, webhooks::WebhookAnswer,
+        connections::ConnectionView, connections::CreatedConnection, connections::ConnectionList,
+        connections::RotatedSecret, connections::ConnectionSettings, connections::NewConnection,
+        health::HealthStatus,
+    )),
+    modifiers(&AdminToken),
+    security(("adminToken" = [])),
+    tags(
+        (name = "webhooks", description = "B2CORE's signed client events"),
+        (name = "connections", description = "Salesforce connections (B2CORE's System > External connections)"),
+        (name = "health", description = "Probes and metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+struct AdminToken;
+
+impl Modify for AdminToken {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "adminToken",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The document as served and as checked in.
+pub fn document() -> String {
+    let mut text = ApiDoc::openapi()
+        .to_pretty_json()
+        .expect("the OpenAPI document serializes");
+    text.push('\n');
+    text
+}
+
+#[utoipa::path(get, path = "/openapi.json", tag = "health",
+    responses((status = 200, description = "This document", body = Object)), security(()))]
+pub async fn serve() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(document())
+}

@@ -1,0 +1,173 @@
+//! RFC 9457 problem+json: every error the API answers goes through [`ApiError`].
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::connections::FieldError;
+use crate::store::StoreError;
+
+/// The body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// `https://leadbridge.dev/problems/<code>`
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// Stable snake_case word, e.g. `invalid_signature`.
+    pub code: String,
+    /// For `validation_failed`: each refused field.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<FieldError>>,
+}
+
+/// An error answer of the API.
+#[derive(thiserror::Error)]
+pub enum ApiError {
+    #[error("a valid bearer token is required")]
+    Unauthorized,
+    #[error("{0}")]
+    InvalidSignature(String),
+    #[error("the webhook-timestamp is more than 300 seconds away from the server's clock")]
+    TimestampOutOfTolerance,
+    #[error("the body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("{0}")]
+    InvalidPayload(String),
+    #[error("no connection is named `{0}`")]
+    UnknownConnection(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    /// The method is not one of `allowed` on this path.
+    #[error("{method} is not supported here; use {allowed}")]
+    MethodNotAllowed {
+        method: String,
+        allowed: &'static str,
+    },
+    #[error("invalid fields: {}", .0.iter().map(|e| e.field.as_str()).collect::<Vec<_>>().join(", "))]
+    Validation(Vec<FieldError>),
+    #[error("the store is unavailable; try again shortly")]
+    Unavailable(#[source] anyhow::Error),
+    #[error("an internal error occurred")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl std::fmt::Debug for ApiError {
+    // Prints the cause chain, for logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "{self}")?;
+        let mut cause = std::error::Error::source(self);
+        while let Some(c) = cause {
+            writeln!(f, "caused by: {c}")?;
+            cause = c.source();
+        }
+        Ok(())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict => ApiError::Conflict("the resource already exists".into()),
+            StoreError::Unavailable(_) => ApiError::Unavailable(e.into()),
+            StoreError::Corrupt(_) => ApiError::Internal(e.into()),
+        }
+    }
+}
+
+/// Seconds a client should wait after a 503.
+pub const RETRY_AFTER_SECS: u32 = 5;
+
+impl ApiError {
+    /// The stable `code` of this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::InvalidSignature(_) => "invalid_signature",
+            ApiError::TimestampOutOfTolerance => "timestamp_out_of_tolerance",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::InvalidPayload(_) => "invalid_payload",
+            ApiError::UnknownConnection(_) => "unknown_connection",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::Validation(_) => "validation_failed",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal_error",
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        match self {
+            ApiError::Unauthorized => "Unauthorized",
+            ApiError::InvalidSignature(_) => "Invalid signature",
+            ApiError::TimestampOutOfTolerance => "Timestamp out of tolerance",
+            ApiError::PayloadTooLarge(_) => "Payload too large",
+            ApiError::InvalidPayload(_) => "Invalid payload",
+            ApiError::UnknownConnection(_) => "Unknown connection",
+            ApiError::NotFound(_) => "Not found",
+            ApiError::Conflict(_) => "Conflict",
+            ApiError::MethodNotAllowed { .. } => "Method not allowed",
+            ApiError::Validation(_) => "Validation failed",
+            ApiError::Unavailable(_) => "Service unavailable",
+            ApiError::Internal(_) => "Internal error",
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthorized
+            | ApiError::InvalidSignature(_)
+            | ApiError::TimestampOutOfTolerance => StatusCode::UNAUTHORIZED,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::InvalidPayload(_) => StatusCode::BAD_REQUEST,
+            ApiError::UnknownConnection(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        if status.is_server_error() {
+            tracing::error!(code = self.code(), error = ?self, "request failed");
+        }
+        let problem = Problem {
+            kind: format!("https://leadbridge.dev/problems/{}", self.code()),
+            title: self.title().into(),
+            status: status.as_u16(),
+            detail: self.to_string(),
+            code: self.code().into(),
+            errors: match self {
+                ApiError::Validation(errs) => Some(errs.clone()),
+                _ => None,
+            },
+        };
+        let mut res = HttpResponse::build(status);
+        res.insert_header((header::CONTENT_TYPE, "application/problem+json"));
+        match self {
+            ApiError::Unavailable(_) => {
+                res.insert_header((header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS)));
+            }
+            ApiError::Unauthorized => {
+                res.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+            }
+            ApiError::MethodNotAllowed { allowed, .. } => {
+                res.insert_header((header::ALLOW, *allowed));
+            }
+            _ => {}
+        }
+        res.body(serde_json::to_string(&problem).expect("a Problem always serializes"))
+    }
+}

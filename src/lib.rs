@@ -1,0 +1,16 @@
+//! leadbridge: B2CORE's signed client webhooks in, Salesforce Leads out.
+//!
+//! Where things are: a webhook enters in [`http::webhooks`], is verified and
+//! parsed by [`webhook`], and is stored by [`store`]. Connections are the
+//! operator's settings ([`connections`]).
+
+pub mod clock;
+pub mod configuration;
+pub mod connections;
+pub mod crypto;
+pub mod http;
+pub mod metrics;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod webhook;

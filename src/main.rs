@@ -1,0 +1,97 @@
+//! The `leadbridge` binary: parses the command line and calls into the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use leadbridge::configuration::{Cli, Command, SecretSource, Settings, SettingsArgs};
+use leadbridge::startup::Application;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime starts");
+    let command = cli.command.clone().unwrap_or(Command::Serve);
+    if let Command::Healthcheck = command {
+        return runtime.block_on(healthcheck(&cli.settings.listen));
+    }
+    leadbridge::telemetry::init(
+        cli.settings.log_format(),
+        leadbridge::telemetry::DEFAULT_FILTER,
+        std::io::stdout,
+    );
+    let result = match command {
+        Command::Migrate => runtime.block_on(migrate(&cli.settings)),
+        _ => actix_web::rt::System::with_tokio_rt(|| runtime).block_on(serve(&cli.settings)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "leadbridge stopped");
+            eprintln!("leadbridge: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: &SettingsArgs) -> anyhow::Result<()> {
+    let (settings, sources) = Settings::resolve(args)?;
+    for (what, source) in sources {
+        match source {
+            SecretSource::Environment => tracing::info!("{what}: from the environment"),
+            SecretSource::ExistingFile(p) => {
+                tracing::info!(path = %p.display(), "{what}: read from file")
+            }
+            SecretSource::CreatedFile(p) => {
+                tracing::info!(path = %p.display(), "{what}: created (mode 0600)")
+            }
+        }
+    }
+    tracing::info!(database = %redact_url(&settings.database_url), "starting leadbridge");
+    Application::build(settings)
+        .await?
+        .run_until_stopped()
+        .await?;
+    Ok(())
+}
+
+async fn migrate(args: &SettingsArgs) -> anyhow::Result<()> {
+    leadbridge::store::open(&args.database_url).await?;
+    tracing::info!(database = %redact_url(&args.database_url), "migrations applied");
+    Ok(())
+}
+
+/// GETs the local /health/ready: exit 0 on 200, else 1.
+async fn healthcheck(listen: &str) -> ExitCode {
+    let host = listen
+        .replace("0.0.0.0", "127.0.0.1")
+        .replace("[::]", "[::1]");
+    let url = format!("http://{host}/health/ready");
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()
+        .expect("an HTTP client builds");
+    match client.get(&url).send().await {
+        Ok(res) if res.status().is_success() => ExitCode::SUCCESS,
+        Ok(res) => {
+            eprintln!("{url}: {}", res.status());
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("{url}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A database URL without its password, for logs.
+fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("REDACTED"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}

@@ -1,0 +1,343 @@
+//! The body B2CORE sends, parsed once into types that keep "absent" apart from
+//! "null" (absent leaves a Lead field alone, null clears it).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+
+/// A field of a partial update: not sent, sent as `null`, or sent with a value.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Field<T> {
+    #[default]
+    Absent,
+    Null,
+    Value(T),
+}
+
+impl<T> Field<T> {
+    /// The value, if one was sent.
+    pub fn value(&self) -> Option<&T> {
+        match self {
+            Field::Value(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    pub fn is_absent(&self) -> bool {
+        matches!(self, Field::Absent)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Field<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(match Option::<T>::deserialize(d)? {
+            None => Field::Null,
+            Some(v) => Field::Value(v),
+        })
+    }
+}
+
+/// Accepts a JSON string or number as text (B2CORE sends some codes as numbers).
+fn text_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    match Option::<Value>::deserialize(d)? {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(other) => Err(serde::de::Error::custom(format!(
+            "expected a string or a number, found {other}"
+        ))),
+    }
+}
+
+/// A client's identity in B2CORE: the text of a number or of a non-empty string.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientId(String);
+
+impl ClientId {
+    pub const MAX_LEN: usize = 255;
+
+    /// Parses `clientId` as sent: an integer, or a non-blank string.
+    pub fn parse(value: &Value) -> Result<Self, String> {
+        match value {
+            Value::Number(n) if n.is_i64() || n.is_u64() => Ok(Self(n.to_string())),
+            Value::Number(_) => Err("`data.clientId` must be an integer or a string".into()),
+            Value::String(s) if s.trim().is_empty() => {
+                Err("`data.clientId` must not be empty".into())
+            }
+            Value::String(s) if s.chars().count() > Self::MAX_LEN => Err(format!(
+                "`data.clientId` is longer than {} characters",
+                Self::MAX_LEN
+            )),
+            Value::String(s) => Ok(Self(s.clone())),
+            Value::Null => Err("`data.clientId` is required".into()),
+            _ => Err("`data.clientId` must be an integer or a string".into()),
+        }
+    }
+
+    /// Wraps a client id read back from the store (it was parsed on the way in).
+    pub fn from_stored(text: String) -> Self {
+        Self(text)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ClientId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// `info`: the client's names.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Info {
+    #[serde(default)]
+    pub first_name: Field<String>,
+    #[serde(default)]
+    pub middle_name: Field<String>,
+    #[serde(default)]
+    pub last_name: Field<String>,
+}
+
+/// One entry of `phones`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Phone {
+    #[serde(default, deserialize_with = "text_or_number")]
+    pub number: Option<String>,
+    #[serde(default)]
+    pub confirmed: Option<bool>,
+    #[serde(default)]
+    pub update_time: Option<DateTime<Utc>>,
+}
+
+/// One entry of `addresses`. Within a chosen address a missing part clears the Lead field.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Address {
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub country: Option<String>,
+    #[serde(default, deserialize_with = "text_or_number")]
+    pub country_code: Option<String>,
+    #[serde(default)]
+    pub state: Option<String>,
+    #[serde(default)]
+    pub city: Option<String>,
+    #[serde(default)]
+    pub address: Option<String>,
+    #[serde(default, deserialize_with = "text_or_number")]
+    pub postcode: Option<String>,
+    #[serde(default)]
+    pub update_time: Option<DateTime<Utc>>,
+}
+
+/// `status`, `type` and `verificationLevel`: an id and a display name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct Named {
+    #[serde(default)]
+    pub id: Option<Value>,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// `data` of a client event, every field but `clientId` optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientData {
+    #[serde(default)]
+    pub email: Field<String>,
+    #[serde(default)]
+    pub info: Field<Info>,
+    #[serde(default)]
+    pub phones: Field<Vec<Phone>>,
+    #[serde(default)]
+    pub addresses: Field<Vec<Address>>,
+    #[serde(default)]
+    pub status: Field<Named>,
+    #[serde(default, rename = "type")]
+    pub client_type: Field<Named>,
+    #[serde(default)]
+    pub verification_level: Field<Named>,
+}
+
+/// Event types that are synced to Salesforce.
+pub const SYNCED_TYPES: [&str; 2] = ["client.created", "client.updated"];
+
+/// A webhook body, parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Parsed {
+    /// A valid event of a type we do not sync.
+    Ignored { event_type: String },
+    /// A client event to sync.
+    Client(Box<ClientEvent>),
+}
+
+/// A client event ready to be stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientEvent {
+    pub event_type: String,
+    pub client_id: ClientId,
+    /// `occurredAt` as sent, if it was.
+    pub occurred_at: Option<DateTime<Utc>>,
+    pub data: ClientData,
+}
+
+/// Parses a webhook body that has already passed its signature check.
+pub fn parse(body: &[u8]) -> Result<Parsed, String> {
+    let root: Value =
+        serde_json::from_slice(body).map_err(|e| format!("the body is not valid JSON: {e}"))?;
+    let Value::Object(mut root) = root else {
+        return Err("the body must be a JSON object".into());
+    };
+    let event_type = match root.get("type") {
+        Some(Value::String(t)) if !t.is_empty() => t.clone(),
+        _ => return Err("`type` is required and must be a non-empty string".into()),
+    };
+    if !SYNCED_TYPES.contains(&event_type.as_str()) {
+        return Ok(Parsed::Ignored { event_type });
+    }
+    let occurred_at = match root.get("occurredAt") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(
+            DateTime::parse_from_rfc3339(s)
+                .map_err(|_| "`occurredAt` must be an RFC 3339 date-time".to_string())?
+                .with_timezone(&Utc),
+        ),
+        Some(_) => return Err("`occurredAt` must be an RFC 3339 date-time".into()),
+    };
+    let data = match root.remove("data") {
+        Some(Value::Object(map)) => map,
+        _ => return Err("`data` is required and must be an object".into()),
+    };
+    let client_id = ClientId::parse(data.get("clientId").unwrap_or(&Value::Null))?;
+    let data: ClientData = serde_json::from_value(Value::Object(data))
+        .map_err(|e| format!("`data` has a field of the wrong type: {e}"))?;
+    Ok(Parsed::Client(Box::new(ClientEvent {
+        event_type,
+        client_id,
+        occurred_at,
+        data,
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(body: &str) -> ClientEvent {
+        match parse(body.as_bytes()).unwrap() {
+            Parsed::Client(c) => *c,
+            other => panic!("expected a client event, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_contract_example_parses() {
+        let ev = client(include_str!("../../tests/fixtures/contract_example.json"));
+        assert_eq!(ev.client_id.as_str(), "10234");
+        assert_eq!(ev.event_type, "client.created");
+        assert_eq!(ev.data.email, Field::Value("jane@example.com".into()));
+        let info = ev.data.info.value().unwrap();
+        assert_eq!(info.middle_name, Field::Value("Q".into()));
+        assert_eq!(ev.data.phones.value().unwrap().len(), 2);
+        assert_eq!(
+            ev.data.addresses.value().unwrap()[0]
+                .country_code
+                .as_deref(),
+            Some("CY")
+        );
+        assert_eq!(
+            ev.data.verification_level.value().unwrap().name.as_deref(),
+            Some("Full")
+        );
+    }
+
+    #[test]
+    fn absent_and_null_fields_are_told_apart() {
+        let ev = client(
+            r#"{"type":"client.updated","data":{"clientId":1,"email":null,"info":{"lastName":null}}}"#,
+        );
+        assert_eq!(ev.data.email, Field::Null);
+        assert_eq!(ev.data.phones, Field::Absent);
+        let info = ev.data.info.value().unwrap();
+        assert_eq!(info.last_name, Field::Null);
+        assert_eq!(info.first_name, Field::Absent);
+    }
+
+    #[test]
+    fn numeric_and_string_client_ids_with_equal_text_are_the_same_client() {
+        let a = client(r#"{"type":"client.updated","data":{"clientId":10234}}"#);
+        let b = client(r#"{"type":"client.updated","data":{"clientId":"10234"}}"#);
+        assert_eq!(a.client_id, b.client_id);
+    }
+
+    #[test]
+    fn bad_bodies_are_refused_with_a_reason() {
+        for (body, reason) in [
+            ("{not json", "not valid JSON"),
+            ("[1,2]", "JSON object"),
+            (r#"{"data":{"clientId":1}}"#, "`type` is required"),
+            (r#"{"type":"client.created"}"#, "`data` is required"),
+            (
+                r#"{"type":"client.created","data":{}}"#,
+                "clientId` is required",
+            ),
+            (
+                r#"{"type":"client.created","data":{"clientId":""}}"#,
+                "must not be empty",
+            ),
+            (
+                r#"{"type":"client.created","data":{"clientId":1.5}}"#,
+                "integer or a string",
+            ),
+            (
+                r#"{"type":"client.created","data":{"clientId":true}}"#,
+                "integer or a string",
+            ),
+            (
+                r#"{"type":"client.created","occurredAt":"yesterday","data":{"clientId":1}}"#,
+                "RFC 3339",
+            ),
+            (
+                r#"{"type":"client.created","data":{"clientId":1,"phones":"+357"}}"#,
+                "wrong type",
+            ),
+        ] {
+            let err = parse(body.as_bytes()).unwrap_err();
+            assert!(err.contains(reason), "{body}: {err}");
+        }
+    }
+
+    #[test]
+    fn other_event_types_are_ignored_without_needing_a_client_id() {
+        assert_eq!(
+            parse(br#"{"type":"client.deleted"}"#).unwrap(),
+            Parsed::Ignored {
+                event_type: "client.deleted".into()
+            }
+        );
+    }
+
+    #[test]
+    fn numeric_country_codes_and_postcodes_are_read_as_text() {
+        let ev = client(
+            r#"{"type":"client.created","data":{"clientId":"x","addresses":[{"countryCode":196,"postcode":3035}]}}"#,
+        );
+        let a = &ev.data.addresses.value().unwrap()[0];
+        assert_eq!(a.country_code.as_deref(), Some("196"));
+        assert_eq!(a.postcode.as_deref(), Some("3035"));
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored() {
+        let ev = client(
+            r#"{"type":"client.created","extra":1,"data":{"clientId":7,"nickname":"J","info":{"title":"Dr"}}}"#,
+        );
+        assert_eq!(ev.client_id.as_str(), "7");
+    }
+}
