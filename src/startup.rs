@@ -53,6 +53,9 @@ impl Application {
         });
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(actix_web::middleware::from_fn(
+                    http::body_guard::hold_request_body,
+                ))
                 .wrap(TracingLogger::default())
                 .app_data(state.clone())
                 .configure(http::routes)

@@ -1,5 +1,6 @@
 //! Routes, request plumbing shared by handlers, and the OpenAPI document.
 
+pub mod body_guard;
 pub mod connections;
 pub mod health;
 pub mod openapi;

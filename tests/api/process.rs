@@ -1,0 +1,270 @@
+//! The real `leadbridge` binary: first start, restart after SIGKILL, refusals.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use leadbridge::store::sqlite::SqliteStore;
+use leadbridge::store::Store;
+use serde_json::{json, Value};
+
+use crate::helpers::{client_event, Webhook};
+
+const BIN: &str = env!("CARGO_BIN_EXE_leadbridge");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `leadbridge` with a clean environment of its own settings.
+fn command(dir: &Path, port: u16) -> Command {
+    let mut cmd = Command::new(BIN);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("LEADBRIDGE_") || k == "RUST_LOG" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.current_dir(dir)
+        .env("LEADBRIDGE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("LEADBRIDGE_LOG_FORMAT", "json");
+    cmd
+}
+
+struct Service {
+    child: Child,
+    base: String,
+    log: PathBuf,
+}
+
+impl Service {
+    fn start(dir: &Path, port: u16, log_name: &str) -> Self {
+        let log = dir.join(log_name);
+        let out = std::fs::File::create(&log).unwrap();
+        let child = command(dir, port)
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            log,
+        }
+    }
+
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let client = reqwest::Client::new();
+        loop {
+            if let Ok(res) = client
+                .get(format!("{}/health/ready", self.base))
+                .send()
+                .await
+            {
+                if res.status() == 200 {
+                    return;
+                }
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("leadbridge exited with {status}: {}", self.logs());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not ready in 20 s: {}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn kill9(&mut self) {
+        self.child.kill().unwrap(); // SIGKILL on Unix
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn first_start_creates_the_secret_files_and_logs_their_paths_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut svc = Service::start(dir.path(), free_port(), "out.log");
+    svc.wait_ready().await;
+    let token = std::fs::read_to_string(dir.path().join("leadbridge.db.admin-token")).unwrap();
+    let key = std::fs::read_to_string(dir.path().join("leadbridge.db.master-key")).unwrap();
+    #[cfg(unix)]
+    for f in ["leadbridge.db.admin-token", "leadbridge.db.master-key"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join(f))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{f}");
+    }
+    let res = reqwest::Client::new()
+        .get(format!("{}/v1/connections", svc.base))
+        .bearer_auth(token.trim())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let logs = svc.logs();
+    assert!(
+        logs.contains("leadbridge.db.admin-token") && logs.contains("leadbridge.db.master-key"),
+        "{logs}"
+    );
+    assert!(!logs.contains(token.trim()) && !logs.contains(key.trim()));
+}
+
+#[tokio::test]
+async fn a_restart_after_sigkill_keeps_every_accepted_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut svc = Service::start(dir.path(), port, "first.log");
+    svc.wait_ready().await;
+    let token = std::fs::read_to_string(dir.path().join("leadbridge.db.admin-token")).unwrap();
+    let client = reqwest::Client::new();
+    let created: Value = client
+        .post(format!("{}/v1/connections", svc.base))
+        .bearer_auth(token.trim())
+        .json(&json!({"name": "acme"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let secret = created["webhookSecret"].as_str().unwrap().to_string();
+
+    let base = svc.base.clone();
+    let send = |id: String| {
+        let client = client.clone();
+        let base = base.clone();
+        let now = chrono::Utc::now().timestamp();
+        let hook = Webhook::standard(&secret, &id, now, &client_event(id.clone()));
+        async move {
+            let mut req = client
+                .post(format!("{base}/v1/webhooks/acme"))
+                .body(hook.body.clone());
+            for (k, v) in &hook.headers {
+                req = req.header(k, v);
+            }
+            let res = req.send().await.unwrap();
+            (res.status().as_u16(), res.json::<Value>().await.unwrap())
+        }
+    };
+    let answers = futures_util::future::join_all((0..200).map(|i| send(format!("evt-{i}")))).await;
+    let mut accepted = Vec::new();
+    for (status, body) in &answers {
+        assert_eq!(*status, 202, "{body}");
+        accepted.push(body["eventId"].as_str().unwrap().to_string());
+    }
+    svc.kill9();
+
+    // What the database file holds after the kill, read by a fresh store.
+    let store = SqliteStore::open(&format!(
+        "sqlite://{}",
+        dir.path().join("leadbridge.db").display()
+    ))
+    .await
+    .unwrap();
+    let conn = store.get_connection("acme").await.unwrap().unwrap();
+    let mut stored: Vec<String> = store
+        .pending_events(&conn.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    store.close().await;
+    stored.sort();
+    accepted.sort();
+    assert_eq!(stored, accepted);
+
+    // The restarted service knows every id: resending each is a duplicate with the same event id.
+    let mut svc = Service::start(dir.path(), port, "second.log");
+    svc.wait_ready().await;
+    let again = futures_util::future::join_all((0..200).map(|i| send(format!("evt-{i}")))).await;
+    for ((status, body), (_, first)) in again.iter().zip(&answers) {
+        assert_eq!(*status, 200, "{body}");
+        assert_eq!(body["eventId"], first["eventId"]);
+    }
+    let logs = format!(
+        "{}{}",
+        std::fs::read_to_string(dir.path().join("first.log")).unwrap(),
+        svc.logs()
+    );
+    assert!(!logs.contains(&secret) && !logs.contains(token.trim()));
+}
+
+#[tokio::test]
+async fn postgres_without_its_secrets_refuses_to_start_saying_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = command(dir.path(), free_port())
+        .env("LEADBRIDGE_DATABASE_URL", "postgres://127.0.0.1:5432/test")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("LEADBRIDGE_ADMIN_TOKEN and LEADBRIDGE_MASTER_KEY must be set"),
+        "{text}"
+    );
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "no files are made for Postgres"
+    );
+}
+
+#[tokio::test]
+async fn a_master_key_other_than_the_databases_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut svc = Service::start(dir.path(), free_port(), "out.log");
+    svc.wait_ready().await;
+    svc.kill9();
+    let other = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+    let out = command(dir.path(), free_port())
+        .env("LEADBRIDGE_MASTER_KEY", other)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("not the key this database was created with"),
+        "{text}"
+    );
+    assert!(!text.contains(other));
+}
+
+#[tokio::test]
+async fn healthcheck_exits_0_when_ready_and_1_when_nothing_listens() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut svc = Service::start(dir.path(), port, "out.log");
+    svc.wait_ready().await;
+    let ok = command(dir.path(), port)
+        .arg("healthcheck")
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    svc.kill9();
+    let down = command(dir.path(), port)
+        .arg("healthcheck")
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(down.code(), Some(1));
+}

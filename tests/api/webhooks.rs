@@ -1,0 +1,463 @@
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use leadbridge::webhook::{verify, StandardHeaders};
+use secrecy::SecretString;
+use serde_json::{json, Value};
+
+use crate::helpers::{assert_problem, client_event, spawn_app, spawn_app_with, Webhook};
+
+#[tokio::test]
+async fn signed_webhook_is_accepted_with_202_and_stored_as_received() {
+    let app = spawn_app().await;
+    let secret = app.connection("acme").await;
+    let body = include_str!("../fixtures/contract_example.json");
+    let res = app
+        .post_webhook(
+            "acme",
+            &Webhook::standard(&secret, "msg_1", app.now(), body),
+        )
+        .await;
+    assert_eq!(res.status(), 202);
+    let answer: Value = res.json().await.unwrap();
+    assert_eq!(answer["status"], "accepted");
+    let event_id = answer["eventId"].as_str().unwrap().to_string();
+
+    let stored = app
+        .store
+        .pending_events(&app.connection_id("acme").await)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].id, event_id);
+    assert_eq!(stored[0].client_id, "10234");
+    assert_eq!(stored[0].idempotency_key, "msg_1");
+    assert_eq!(stored[0].payload, body);
+    assert_eq!(
+        stored[0].occurred_at.to_rfc3339(),
+        "2026-11-28T10:00:00+00:00"
+    );
+}
+
+#[tokio::test]
+async fn events_for_a_disabled_connection_are_accepted_and_held() {
+    let app = spawn_app().await;
+    let created = app
+        .create_connection(json!({"name": "held", "enabled": false}))
+        .await;
+    assert_eq!(created["enabled"], false);
+    let secret = created["webhookSecret"].as_str().unwrap();
+    let res = app
+        .post_webhook(
+            "held",
+            &Webhook::standard(secret, "m", app.now(), &client_event(5)),
+        )
+        .await;
+    assert_eq!(res.status(), 202);
+    let pending = app
+        .store
+        .pending_events(&app.connection_id("held").await)
+        .await
+        .unwrap();
+    assert_eq!(pending.len(), 1);
+}
+
+#[tokio::test]
+async fn occurred_at_defaults_to_the_signed_webhook_timestamp() {
+    let app = spawn_app().await;
+    let secret = app.connection("acme").await;
+    let ts = app.now() - 100;
+    app.post_webhook(
+        "acme",
+        &Webhook::standard(&secret, "m", ts, &client_event(1)),
+    )
+    .await;
+    let pending = app
+        .store
+        .pending_events(&app.connection_id("acme").await)
+        .await
+        .unwrap();
+    assert_eq!(pending[0].occurred_at.timestamp(), ts);
+}
+
+#[tokio::test]
+async fn duplicate_id_is_answered_200_and_stored_once() {
+    let app = spawn_app().await;
+    let secret = app.connection("acme").await;
+    let hook = Webhook::standard(&secret, "msg_dup", app.now(), &client_event(7));
+    let first: Value = app.post_webhook("acme", &hook).await.json().await.unwrap();
+    // A retry from B2CORE: same id, fresh timestamp and signature.
+    let retry = Webhook::standard(&secret, "msg_dup", app.now() + 5, &client_event(7));
+    let res = app.post_webhook("acme", &retry).await;
+    assert_eq!(res.status(), 200);
+    let second: Value = res.json().await.unwrap();
+    assert_eq!(second["status"], "duplicate");
+    assert_eq!(second["eventId"], first["eventId"]);
+    let pending = app
+        .store
+        .pending_events(&app.connection_id("acme").await)
+        .await
+        .unwrap();
+    assert_eq!(pending.len(), 1);
+}
+
+#[tokio::test]
+async fn the_same_id_on_another_connection_is_not_a_duplicate() {
+    let app = spawn_app().await;
+    let a = app.connection("a").await;
+    let b = app.connection("b").await;
+    for (name, secret) in [("a", &a), ("b", &b)] {
+        let res = app
+            .post_webhook(
+                name,
+                &Webhook::standard(secret, "same", app.now(), &client_event(1)),
+            )
+            .await;
+        assert_eq!(res.status(), 202, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn unknown_connection_gives_404() {
+    let app = spawn_app().await;
+    let res = app
+        .post_webhook(
+            "nobody",
+            &Webhook::standard("whsec_eA==", "m", app.now(), "{}"),
+        )
+        .await;
+    assert_problem(res, 404, "unknown_connection").await;
+}
+
+#[tokio::test]
+async fn stale_and_future_timestamps_are_rejected_with_401() {
+    let app = spawn_app().await;
+    let secret = app.connection("acme").await;
+    for offset in [-301, 301, -86_400] {
+        let hook = Webhook::standard(&secret, "m", app.now() + offset, &client_event(1));
+        let res = app.post_webhook("acme", &hook).await;
+        assert_problem(res, 401, "timestamp_out_of_tolerance").await;
+    }
+    let pending = app
+        .store
+        .pending_events(&app.connection_id("acme").await)
+        .await
+        .unwrap();
+    assert!(pending.is_empty());
+}
+
+#[tokio::test]
+async fn empty_truncated_and_foreign_signatures_are_rejected_with_401() {
+    let app = spawn_app().await;
+    let secret = app.connection("acme").await;
+    let good = Webhook::standard(&secret, "m", app.now(), &client_event(1));
+    let sig = good.headers[2].1.clone();
+    let other = Webhook::standard(
+        "whsec_b3RoZXItc2VjcmV0LW9mLTMyLWJ5dGVzLWxvbmchIQ==",
+        "m",
+        app.now(),
+        &client_event(1),
+    );
+    for bad in [
+        "v1,".to_string(),
+        sig[..sig.len() - 3].to_string(),
+        other.headers[2].1.clone(),
+    ] {
+        let hook = Webhook::standard(&secret, "m", app.now(), &client_event(1))
+            .with_header("webhook-signature", &bad);
+        assert_problem(
+            app.post_webhook("acme", &hook).await,
+            401,
+            "invalid_signature",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn missing_signature_headers_are_rejected_with_401() {
+    let app = spawn_app().await;
+    app.connection("acme").await;
+    let hook = Webhook {
+        body: client_event(1),
+        headers: vec![],
+    };
+    let body = assert_problem(
+        app.post_webhook("acme", &hook).await,
+        401,
+        "invalid_signature",
+    )
+    .await;
+    assert!(body["detail"].as_str().unwrap().contains("webhook-id"));
+}
+
+#[tokio::test]
+async fn the_signature_is_checked_before_the_body_is_parsed() {
+    let app = spawn_app().await;
+    app.connection("acme").await;
+    let hook = Webhook::standard("whsec_d3Jvbmc=", "m", app.now(), "{not json");
+    assert_problem(
+        app.post_webhook("acme", &hook).await,
+        401,
+        "invalid_signature",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn malformed_json_after_a_valid_signature_gives_400() {
+    let app = spawn_app().await;
+    let secret = app.connection("acme").await;
+    let hook = Webhook::standard(&secret, "m", app.now(), "{\"type\": \"client.created\",");
+    assert_problem(
+        app.post_webhook("acme", &hook).await,
+        400,
+        "invalid_payload",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_client_event_without_client_id_gives_400() {
+    let app = spawn_app().await;
+    let secret = app.connection("acme").await;
+    let body = json!({"type": "client.created", "data": {"email": "x@example.com"}}).to_string();
+    let hook = Webhook::standard(&secret, "m", app.now(), &body);
+    let problem = assert_problem(
+        app.post_webhook("acme", &hook).await,
+        400,
+        "invalid_payload",
+    )
+    .await;
+    assert!(problem["detail"].as_str().unwrap().contains("clientId"));
+}
+
+#[tokio::test]
+async fn other_event_types_are_ignored_with_200_and_not_stored() {
+    let app = spawn_app().await;
+    let secret = app.connection("acme").await;
+    let hook = Webhook::standard(&secret, "m", app.now(), r#"{"type":"deposit.created"}"#);
+    let res = app.post_webhook("acme", &hook).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.json::<Value>().await.unwrap(),
+        json!({"status": "ignored"})
+    );
+    let pending = app
+        .store
+        .pending_events(&app.connection_id("acme").await)
+        .await
+        .unwrap();
+    assert!(pending.is_empty());
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"leadbridge_webhooks_total{connection="acme",outcome="ignored"}"#),
+        "{metrics}"
+    );
+}
+
+/// Sends raw HTTP/1.1 and returns the status line, never waiting more than 10 s.
+fn raw_exchange(
+    address: &str,
+    head: &str,
+    mut write_body: impl FnMut(&mut TcpStream) -> usize,
+) -> (String, usize) {
+    let host = address.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(host).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .set_write_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(head.as_bytes()).unwrap();
+    let written = write_body(&mut stream);
+    let mut response = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = stream.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        response.extend_from_slice(&buf[..n]);
+        if response.windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&response).into_owned();
+    (text.lines().next().unwrap_or_default().to_string(), written)
+}
+
+#[tokio::test]
+async fn a_declared_length_over_the_limit_gives_413_without_reading_the_body() {
+    let app = spawn_app().await;
+    app.connection("acme").await;
+    let address = app.address.clone();
+    // Declares 50 MiB but sends only 1 KiB: an answer proves nothing waited for the rest.
+    let (status, _) = tokio::task::spawn_blocking(move || {
+        let head = "POST /v1/webhooks/acme HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 52428800\r\n\r\n";
+        raw_exchange(&address, head, |s| {
+            s.write_all(&[b' '; 1024]).unwrap();
+            1024
+        })
+    })
+    .await
+    .unwrap();
+    assert!(status.starts_with("HTTP/1.1 413"), "{status}");
+}
+
+#[tokio::test]
+async fn a_chunked_body_over_the_limit_gives_413_once_the_limit_is_passed() {
+    let app = spawn_app_with(|s| s.max_body_bytes = 64 * 1024).await;
+    app.connection("acme").await;
+    let address = app.address.clone();
+    let (status, closed) = tokio::task::spawn_blocking(move || {
+        let head = "POST /v1/webhooks/acme HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let mut closed = false;
+        let (status, _) = raw_exchange(&address, head, |s| {
+            // An endless body: the server must end the connection, not read it all.
+            let chunk = format!("{:x}\r\n{}\r\n", 64 * 1024, " ".repeat(64 * 1024));
+            let started = std::time::Instant::now();
+            while started.elapsed() < Duration::from_secs(20) {
+                if s.write_all(chunk.as_bytes()).is_err() {
+                    closed = true;
+                    break;
+                }
+            }
+            0
+        });
+        (status, closed)
+    })
+    .await
+    .unwrap();
+    assert!(status.starts_with("HTTP/1.1 413"), "{status}");
+    assert!(closed, "the server kept reading an endless body for 20 s");
+}
+
+#[tokio::test]
+async fn hex_scheme_accepts_prefixed_and_bare_signatures_and_dedupes_by_request_id() {
+    let app = spawn_app().await;
+    let created = app
+        .create_connection(json!({"name": "hex", "signatureScheme": "hmac-sha256-hex", "signatureHeader": "X-B2C-Signature"}))
+        .await;
+    let secret = SecretString::from(created["webhookSecret"].as_str().unwrap().to_string());
+    let body = client_event(9);
+    let sig = leadbridge::webhook::sign_hex(&secret, body.as_bytes());
+    let bare = sig.trim_start_matches("sha256=").to_string();
+
+    let prefixed = Webhook {
+        body: body.clone(),
+        headers: vec![
+            ("X-B2C-Signature".into(), sig.clone()),
+            ("X-Request-Id".into(), "req-1".into()),
+        ],
+    };
+    assert_eq!(app.post_webhook("hex", &prefixed).await.status(), 202);
+    let again = Webhook {
+        body: body.clone(),
+        headers: vec![
+            ("X-B2C-Signature".into(), bare.clone()),
+            ("X-Request-Id".into(), "req-1".into()),
+        ],
+    };
+    assert_eq!(app.post_webhook("hex", &again).await.status(), 200);
+
+    // Without an id header, the body's hash is the key: the same body is a duplicate.
+    let no_id = Webhook {
+        body: body.clone(),
+        headers: vec![("X-B2C-Signature".into(), bare)],
+    };
+    assert_eq!(app.post_webhook("hex", &no_id).await.status(), 202);
+    assert_eq!(app.post_webhook("hex", &no_id).await.status(), 200);
+
+    // The default header name is not the configured one.
+    let wrong_header = Webhook {
+        body,
+        headers: vec![("X-Signature".into(), sig)],
+    };
+    assert_problem(
+        app.post_webhook("hex", &wrong_header).await,
+        401,
+        "invalid_signature",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn after_rotation_both_secrets_verify_for_24_hours_then_only_the_new_one() {
+    let app = spawn_app().await;
+    let old = app.connection("acme").await;
+    let res = app
+        .admin(
+            reqwest::Method::POST,
+            "/v1/connections/acme/webhook-secret/rotate",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let rotated: Value = res.json().await.unwrap();
+    let new = rotated["webhookSecret"].as_str().unwrap().to_string();
+    assert_ne!(old, new);
+
+    async fn send(app: &crate::helpers::TestApp, secret: &str, id: &str) -> u16 {
+        let hook = Webhook::standard(secret, id, app.now(), &client_event(1));
+        app.post_webhook("acme", &hook).await.status().as_u16()
+    }
+    assert_eq!(send(&app, &old, "a").await, 202);
+    assert_eq!(send(&app, &new, "b").await, 202);
+    app.clock.advance(chrono::Duration::hours(23));
+    assert_eq!(send(&app, &old, "c").await, 202);
+    app.clock
+        .advance(chrono::Duration::hours(1) + chrono::Duration::seconds(1));
+    assert_eq!(send(&app, &old, "d").await, 401);
+    assert_eq!(send(&app, &new, "e").await, 202);
+}
+
+#[tokio::test]
+async fn a_store_that_cannot_take_the_event_gives_503_with_retry_after() {
+    let app = spawn_app().await;
+    let secret = app.connection("acme").await;
+    app.store.close().await;
+    let res = app
+        .post_webhook(
+            "acme",
+            &Webhook::standard(&secret, "m", app.now(), &client_event(1)),
+        )
+        .await;
+    assert!(res.headers().contains_key("retry-after"));
+    assert_problem(res, 503, "unavailable").await;
+}
+
+#[test]
+fn signatures_made_by_the_python_standardwebhooks_package_verify() {
+    let fixture: Value =
+        serde_json::from_str(include_str!("../fixtures/standardwebhooks_python.json")).unwrap();
+    let secret = SecretString::from(fixture["secret"].as_str().unwrap().to_string());
+    let cases = fixture["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 3);
+    for case in cases {
+        let ts = case["timestamp"].as_i64().unwrap();
+        let ts_text = ts.to_string();
+        let body = case["body"].as_str().unwrap().as_bytes();
+        let headers = StandardHeaders {
+            id: case["id"].as_str(),
+            timestamp: Some(&ts_text),
+            signature: case["signature"].as_str(),
+        };
+        let got = verify::verify_standard(headers, body, std::slice::from_ref(&secret), ts);
+        assert_eq!(got, Ok(case["id"].as_str().unwrap()), "{case}");
+        let mut tampered = body.to_vec();
+        tampered.push(b' ');
+        let got = verify::verify_standard(headers, &tampered, std::slice::from_ref(&secret), ts);
+        assert!(got.is_err());
+    }
+}
