@@ -71,10 +71,13 @@ impl SignatureScheme {
 #[serde(rename_all = "camelCase")]
 pub struct FieldMapping {
     /// Lead field for `status.name`, e.g. `B2C_Status__c`.
+    #[schema(pattern = r"^[A-Za-z]([A-Za-z0-9_]{0,78}[A-Za-z0-9])?$")]
     pub status: Option<String>,
     /// Lead field for `type.name`, e.g. `B2C_Client_Type__c`.
+    #[schema(pattern = r"^[A-Za-z]([A-Za-z0-9_]{0,78}[A-Za-z0-9])?$")]
     pub client_type: Option<String>,
     /// Lead field for `verificationLevel.name`, e.g. `B2C_Verification_Level__c`.
+    #[schema(pattern = r"^[A-Za-z]([A-Za-z0-9_]{0,78}[A-Za-z0-9])?$")]
     pub verification_level: Option<String>,
 }
 

@@ -102,26 +102,33 @@ pub struct RotatedSecret {
 #[derive(ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConnectionSettings {
-    #[schema(max_length = 255)]
+    #[schema(min_length = 1, max_length = 255, pattern = r"\S")]
     caption: Option<String>,
-    /// `https://{domain}.my.salesforce.com` or a sandbox My Domain.
-    #[schema(example = "https://acme.my.salesforce.com")]
+    /// `https://{domain}.my.salesforce.com` or a sandbox My Domain
+    /// (any http(s) URL when LEADBRIDGE_ALLOW_INSECURE_SALESFORCE is set).
+    #[schema(
+        example = "https://acme.my.salesforce.com",
+        pattern = r"^https://[a-z0-9-]+(--[a-z0-9-]+\.sandbox)?\.my\.salesforce\.com/?$"
+    )]
     domain_url: Option<String>,
-    #[schema(max_length = 255)]
+    #[schema(min_length = 1, max_length = 255, pattern = r"\S")]
     consumer_key: Option<String>,
     /// Write-only.
-    #[schema(max_length = 255)]
+    #[schema(min_length = 1, max_length = 255, pattern = r"\S")]
     consumer_secret: Option<String>,
-    #[schema(max_length = 255)]
+    #[schema(min_length = 1, max_length = 255, pattern = r"\S")]
     company: Option<String>,
     /// Enabling needs domainUrl, consumerKey, consumerSecret and company.
     enabled: Option<bool>,
     field_mapping: Option<FieldMapping>,
     /// Lead field marked External ID: writes become upserts by clientId.
+    #[schema(pattern = r"^[A-Za-z]([A-Za-z0-9_]{0,78}[A-Za-z0-9])?$")]
     external_id_field: Option<String>,
     #[schema(pattern = r"^v[0-9]+\.0$", example = "v62.0")]
     api_version: Option<String>,
     signature_scheme: Option<SignatureScheme>,
+    /// Header of the hex scheme; `X-Signature` by default.
+    #[schema(pattern = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")]
     signature_header: Option<String>,
 }
 
