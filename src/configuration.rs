@@ -9,6 +9,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::crypto::{generate_admin_token, MasterKey};
+use crate::salesforce::SalesforceSettings;
+use crate::sync::SyncSettings;
 
 /// leadbridge: B2CORE clients → Salesforce Leads.
 #[derive(Debug, Parser)]
@@ -29,6 +31,8 @@ pub enum Command {
     Migrate,
     /// Ask the local service's /health/ready; exit 0 when ready, else 1.
     Healthcheck,
+    /// Run only the sync worker (no HTTP), e.g. beside `serve` with LEADBRIDGE_WORKER=false.
+    Worker,
 }
 
 /// Log line format.
@@ -77,6 +81,19 @@ pub struct SettingsArgs {
         global = true
     )]
     pub max_body_bytes: usize,
+    /// Run the sync worker inside `serve`.
+    #[arg(
+        long,
+        env = "LEADBRIDGE_WORKER",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        global = true
+    )]
+    pub worker: bool,
+    /// How long a Salesforce access token is reused (Salesforce does not say;
+    /// keep it below the org's session timeout).
+    #[arg(long, env = "LEADBRIDGE_TOKEN_TTL_SECS", default_value_t = 45 * 60, global = true)]
+    pub token_ttl_secs: u64,
 }
 
 impl SettingsArgs {
@@ -100,6 +117,10 @@ pub struct Settings {
     pub master_key: MasterKey,
     pub allow_insecure_salesforce: bool,
     pub max_body_bytes: usize,
+    /// Run the sync worker in this process.
+    pub run_worker: bool,
+    pub salesforce: SalesforceSettings,
+    pub sync: SyncSettings,
 }
 
 const ADMIN_TOKEN_ENV: &str = "LEADBRIDGE_ADMIN_TOKEN";
@@ -121,6 +142,9 @@ impl Settings {
     ) -> anyhow::Result<(Self, Vec<(&'static str, SecretSource)>)> {
         if args.max_body_bytes == 0 {
             bail!("LEADBRIDGE_MAX_BODY_BYTES must be above 0");
+        }
+        if args.token_ttl_secs == 0 {
+            bail!("LEADBRIDGE_TOKEN_TTL_SECS must be above 0");
         }
         let env_token = non_empty_env(ADMIN_TOKEN_ENV)?;
         let env_key = non_empty_env(MASTER_KEY_ENV)?;
@@ -179,6 +203,12 @@ impl Settings {
                 master_key,
                 allow_insecure_salesforce: args.allow_insecure_salesforce,
                 max_body_bytes: args.max_body_bytes,
+                run_worker: args.worker,
+                salesforce: SalesforceSettings {
+                    token_ttl: std::time::Duration::from_secs(args.token_ttl_secs),
+                    ..SalesforceSettings::default()
+                },
+                sync: SyncSettings::default(),
             },
             vec![("admin token", token_src), ("master key", key_src)],
         ))

@@ -23,6 +23,10 @@ fn main() -> ExitCode {
     );
     let result = match command {
         Command::Migrate => runtime.block_on(migrate(&cli.settings)),
+        Command::Worker => runtime.block_on(async {
+            let (settings, _) = Settings::resolve(&cli.settings)?;
+            leadbridge::startup::run_worker_alone(settings).await
+        }),
         _ => actix_web::rt::System::with_tokio_rt(|| runtime).block_on(serve(&cli.settings)),
     };
     match result {

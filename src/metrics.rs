@@ -24,3 +24,13 @@ pub fn webhook(connection: &str, outcome: &str) {
     )
     .increment(1);
 }
+
+/// Counts one Salesforce call by operation (`token`, `describe`, `create`, …) and HTTP status.
+pub fn salesforce_request(operation: &'static str, status: u16) {
+    metrics::counter!(
+        "leadbridge_salesforce_requests_total",
+        "operation" => operation,
+        "status" => status.to_string()
+    )
+    .increment(1);
+}

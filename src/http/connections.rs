@@ -317,6 +317,11 @@ pub async fn patch(
         )));
     }
     let credentials_changed = current.credentials_fingerprint() != next.credentials_fingerprint();
+    if credentials_changed {
+        if let Ok(old) = crate::salesforce::Credentials::of(&current, &state.master_key) {
+            state.salesforce.forget_token(&old).await;
+        }
+    }
     tracing::info!(connection = %next.name, enabled = next.enabled, credentials_changed, "connection updated");
     Ok(HttpResponse::Ok().json(ConnectionView::from(&next)))
 }

@@ -1,6 +1,7 @@
 //! Routes, request plumbing shared by handlers, and the OpenAPI document.
 
 pub mod body_guard;
+pub mod clients;
 pub mod connections;
 pub mod health;
 pub mod openapi;
@@ -26,6 +27,9 @@ pub use problem::ApiError;
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub master_key: Arc<MasterKey>,
+    pub salesforce: Arc<crate::salesforce::Salesforce>,
+    /// Wakes the sync worker when an event is stored.
+    pub wake: Arc<tokio::sync::Notify>,
     pub admin_token: SecretString,
     pub rules: Rules,
     pub max_body_bytes: usize,
@@ -66,7 +70,29 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         "/v1/connections/{name}/webhook-secret/rotate",
         "POST",
         |r| r.route(web::post().to(connections::rotate_webhook_secret)),
-    ));
+    ))
+    .service(resource("/v1/connections/{name}/test", "POST", |r| {
+        r.route(web::post().to(clients::test))
+    }))
+    .service(resource("/v1/connections/{name}/preview", "POST", |r| {
+        r.route(web::post().to(clients::preview))
+    }))
+    .service(resource("/v1/connections/{name}/clients", "GET", |r| {
+        r.route(web::get().to(clients::list))
+    }))
+    .service(resource(
+        "/v1/connections/{name}/clients/{clientId}",
+        "GET",
+        |r| r.route(web::get().to(clients::get)),
+    ))
+    .service(resource(
+        "/v1/connections/{name}/clients/{clientId}/retry",
+        "POST",
+        |r| r.route(web::post().to(clients::retry)),
+    ))
+    .service(resource("/v1/connections/{name}/retry-dead", "POST", |r| {
+        r.route(web::post().to(clients::retry_dead))
+    }));
 }
 
 /// A resource whose other methods are answered 405 in problem+json.
@@ -81,6 +107,13 @@ fn resource(
             allowed,
         })
     }))
+}
+
+/// Query strings that do not parse are answered in problem+json too.
+pub fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default().error_handler(|err, _| {
+        ApiError::InvalidPayload(format!("the query string is invalid: {err}")).into()
+    })
 }
 
 /// Any path that no route matches.

@@ -5,7 +5,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{connections, health, problem, webhooks};
+use super::{clients, connections, health, problem, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,6 +17,8 @@ use super::{connections, health, problem, webhooks};
         webhooks::receive,
         connections::create, connections::list, connections::get, connections::patch,
         connections::delete, connections::rotate_webhook_secret,
+        clients::test, clients::preview, clients::list, clients::get, clients::retry,
+        clients::retry_dead,
         health::live, health::ready, health::metrics, serve,
     ),
     components(schemas(
@@ -24,13 +26,16 @@ use super::{connections, health, problem, webhooks};
         crate::connections::SignatureScheme, webhooks::WebhookAnswer,
         connections::ConnectionView, connections::CreatedConnection, connections::ConnectionList,
         connections::RotatedSecret, connections::ConnectionSettings, connections::NewConnection,
-        health::HealthStatus,
+        health::HealthStatus, clients::ClientView, clients::ClientPage, clients::LastError,
+        clients::Requeued, clients::TestReport, clients::CredentialsCheck, clients::FieldCheck,
+        clients::Preview,
     )),
     modifiers(&AdminToken),
     security(("adminToken" = [])),
     tags(
         (name = "webhooks", description = "B2CORE's signed client events"),
         (name = "connections", description = "Salesforce connections (B2CORE's System > External connections)"),
+        (name = "clients", description = "Sync state per B2CORE client"),
         (name = "health", description = "Probes and metrics"),
     )
 )]

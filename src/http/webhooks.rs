@@ -118,6 +118,7 @@ async fn handle(
     };
     match state.store.insert_event(&new).await? {
         Inserted::Accepted => {
+            state.wake.notify_one();
             tracing::info!(
                 connection = %conn.name, client_id = %new.client_id, event_id = %new.id,
                 held = !conn.enabled, "webhook accepted"

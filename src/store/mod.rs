@@ -58,6 +58,101 @@ pub enum Inserted {
     Duplicate { event_id: String },
 }
 
+/// Where a client stands with Salesforce (`held` is derived, not stored).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientState {
+    Pending,
+    Synced,
+    Retrying,
+    Dead,
+    Converted,
+}
+
+impl ClientState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientState::Pending => "pending",
+            ClientState::Synced => "synced",
+            ClientState::Retrying => "retrying",
+            ClientState::Dead => "dead",
+            ClientState::Converted => "converted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => ClientState::Pending,
+            "synced" => ClientState::Synced,
+            "retrying" => ClientState::Retrying,
+            "dead" => ClientState::Dead,
+            "converted" => ClientState::Converted,
+            _ => return None,
+        })
+    }
+}
+
+/// The last error Salesforce gave for a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncError {
+    pub code: String,
+    pub message: String,
+}
+
+/// A client's sync record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientRecord {
+    pub connection_id: String,
+    pub client_id: String,
+    pub state: ClientState,
+    pub lead_id: Option<String>,
+    pub attempts: u32,
+    pub first_failure_at: Option<DateTime<Utc>>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub last_error: Option<SyncError>,
+    pub last_synced_at: Option<DateTime<Utc>>,
+    pub warnings: Vec<String>,
+    /// JSON of [`crate::mapping::Known`]: what was last written.
+    pub known: String,
+    pub company_sent: bool,
+    pub pending_events: u32,
+}
+
+/// A client a worker has leased for one write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub connection_id: String,
+    pub client_id: String,
+}
+
+/// When a client is next due after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextAttempt {
+    /// At this time (a retry).
+    At(DateTime<Utc>),
+    /// Now if events arrived during the write, else when one does.
+    IfEventsPending,
+    /// Only when a new event arrives or an operator retries (dead).
+    Never,
+}
+
+/// What a worker learned from one attempt, written back with the lease released.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientUpdate {
+    pub state: ClientState,
+    pub lead_id: Option<String>,
+    pub attempts: u32,
+    pub first_failure_at: Option<DateTime<Utc>>,
+    /// When the client is next due.
+    pub next: NextAttempt,
+    pub last_error: Option<SyncError>,
+    pub last_synced_at: Option<DateTime<Utc>>,
+    pub warnings: Vec<String>,
+    pub known: String,
+    pub company_sent: bool,
+    /// Events up to this `seq` are done (confirmed by Salesforce, or skipped).
+    pub processed_up_to: Option<i64>,
+}
+
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -122,6 +217,76 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_event(&self, event: &NewEvent) -> Result<Inserted, StoreError>;
     /// Events of a connection not yet synced, in arrival order.
     async fn pending_events(&self, connection_id: &str) -> Result<Vec<StoredEvent>, StoreError>;
+
+    async fn connection_by_id(&self, id: &str) -> Result<Option<Connection>, StoreError>;
+    /// Stops claiming the connection's clients until `until` (the daily API limit).
+    async fn pause_connection(
+        &self,
+        connection_id: &str,
+        until: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<(), StoreError>;
+
+    /// Leases up to `limit` due clients of enabled, unpaused connections to
+    /// `owner` until `lease_until`. A leased client is not claimed again until
+    /// its lease ends, so one write per client is in flight.
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Claim>, StoreError>;
+    /// Ends every lease (a single-process store after a restart).
+    async fn release_all_leases(&self) -> Result<u64, StoreError>;
+    async fn client(
+        &self,
+        connection_id: &str,
+        client_id: &str,
+    ) -> Result<Option<ClientRecord>, StoreError>;
+    /// The client's events not yet done, in arrival order.
+    async fn client_events(
+        &self,
+        connection_id: &str,
+        client_id: &str,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+    /// Records an attempt's outcome, marks events done and ends the lease, in one
+    /// transaction. False (and nothing written) if `owner` no longer holds the lease.
+    async fn finish_client(
+        &self,
+        claim: &Claim,
+        owner: &str,
+        update: &ClientUpdate,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Ends the lease without counting an attempt; the client stays due.
+    async fn release_client(
+        &self,
+        claim: &Claim,
+        owner: &str,
+        last_error: Option<&SyncError>,
+    ) -> Result<(), StoreError>;
+    /// Clients of a connection by client id after `after`, in the given states (all if empty).
+    async fn list_clients(
+        &self,
+        connection_id: &str,
+        states: &[ClientState],
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<ClientRecord>, StoreError>;
+    /// Makes a client due now with a fresh attempt count; false if unknown.
+    async fn requeue_client(
+        &self,
+        connection_id: &str,
+        client_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Requeues every dead client of a connection; returns how many.
+    async fn requeue_dead(
+        &self,
+        connection_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
 }
 
 /// Opens the store named by a database URL and brings its schema up to date.

@@ -12,7 +12,8 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqlitePool};
 
 use super::{
-    from_millis, to_millis, Inserted, NewEvent, Store, StoreError, StoredEvent, WebhookSecretRecord,
+    from_millis, to_millis, Claim, ClientRecord, ClientState, ClientUpdate, Inserted, NewEvent,
+    NextAttempt, Store, StoreError, StoredEvent, SyncError, WebhookSecretRecord,
 };
 use crate::connections::{Connection, SignatureScheme};
 
@@ -290,6 +291,7 @@ impl Store for SqliteStore {
     }
 
     async fn insert_event(&self, e: &NewEvent) -> Result<Inserted, StoreError> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "INSERT INTO events (id, connection_id, idempotency_key, client_id, event_type,
                 occurred_at, received_at, payload)
@@ -304,19 +306,40 @@ impl Store for SqliteStore {
         .bind(to_millis(e.occurred_at))
         .bind(to_millis(e.received_at))
         .bind(&e.payload)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        if done.rows_affected() == 1 {
-            return Ok(Inserted::Accepted);
+        if done.rows_affected() == 0 {
+            let event_id: String = sqlx::query_scalar(
+                "SELECT id FROM events WHERE connection_id = ? AND idempotency_key = ?",
+            )
+            .bind(&e.connection_id)
+            .bind(&e.idempotency_key)
+            .fetch_one(&mut *tx)
+            .await?;
+            return Ok(Inserted::Duplicate { event_id });
         }
-        let event_id: String = sqlx::query_scalar(
-            "SELECT id FROM events WHERE connection_id = ? AND idempotency_key = ?",
+        // The client becomes due; a dead one starts over, a retrying one keeps its backoff.
+        sqlx::query(
+            "INSERT INTO clients (connection_id, client_id, state, next_attempt_at, updated_at)
+             VALUES (?, ?, 'pending', ?, ?)
+             ON CONFLICT (connection_id, client_id) DO UPDATE SET
+               state = CASE WHEN state IN ('synced', 'dead') THEN 'pending' ELSE state END,
+               attempts = CASE WHEN state = 'dead' THEN 0 ELSE attempts END,
+               first_failure_at = CASE WHEN state = 'dead' THEN NULL ELSE first_failure_at END,
+               next_attempt_at = CASE
+                 WHEN state = 'retrying' AND next_attempt_at IS NOT NULL THEN next_attempt_at
+                 ELSE MIN(COALESCE(next_attempt_at, excluded.next_attempt_at), excluded.next_attempt_at)
+               END,
+               updated_at = excluded.updated_at",
         )
         .bind(&e.connection_id)
-        .bind(&e.idempotency_key)
-        .fetch_one(&self.pool)
+        .bind(&e.client_id)
+        .bind(to_millis(e.received_at))
+        .bind(to_millis(e.received_at))
+        .execute(&mut *tx)
         .await?;
-        Ok(Inserted::Duplicate { event_id })
+        tx.commit().await?;
+        Ok(Inserted::Accepted)
     }
 
     async fn pending_events(&self, connection_id: &str) -> Result<Vec<StoredEvent>, StoreError> {
@@ -330,4 +353,311 @@ impl Store for SqliteStore {
         .map(event_from_row)
         .collect()
     }
+
+    async fn connection_by_id(&self, id: &str) -> Result<Option<Connection>, StoreError> {
+        sqlx::query("SELECT * FROM connections WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(connection_from_row)
+            .transpose()
+    }
+
+    async fn pause_connection(
+        &self,
+        connection_id: &str,
+        until: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE connections SET paused_until = ?, pause_reason = ? WHERE id = ?")
+            .bind(to_millis(until))
+            .bind(reason)
+            .bind(connection_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Claim>, StoreError> {
+        let now = to_millis(now);
+        let rows = sqlx::query(
+            "UPDATE clients SET lease_owner = ?, lease_until = ?
+             WHERE rowid IN (
+               SELECT c.rowid FROM clients c JOIN connections k ON k.id = c.connection_id
+               WHERE k.enabled = 1 AND (k.paused_until IS NULL OR k.paused_until <= ?)
+                 AND c.next_attempt_at IS NOT NULL AND c.next_attempt_at <= ?
+                 AND (c.lease_until IS NULL OR c.lease_until <= ?)
+               ORDER BY c.next_attempt_at
+               LIMIT ?)
+             RETURNING connection_id, client_id",
+        )
+        .bind(owner)
+        .bind(to_millis(lease_until))
+        .bind(now)
+        .bind(now)
+        .bind(now)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Claim {
+                    connection_id: r.try_get("connection_id")?,
+                    client_id: r.try_get("client_id")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn release_all_leases(&self) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE clients SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NOT NULL",
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn client(
+        &self,
+        connection_id: &str,
+        client_id: &str,
+    ) -> Result<Option<ClientRecord>, StoreError> {
+        sqlx::query(&format!(
+            "{CLIENT_SELECT} WHERE c.connection_id = ? AND c.client_id = ?"
+        ))
+        .bind(connection_id)
+        .bind(client_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(client_from_row)
+        .transpose()
+    }
+
+    async fn client_events(
+        &self,
+        connection_id: &str,
+        client_id: &str,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        sqlx::query(
+            "SELECT * FROM events
+             WHERE connection_id = ? AND client_id = ? AND processed_at IS NULL ORDER BY seq",
+        )
+        .bind(connection_id)
+        .bind(client_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(event_from_row)
+        .collect()
+    }
+
+    async fn finish_client(
+        &self,
+        claim: &Claim,
+        owner: &str,
+        u: &ClientUpdate,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let now = to_millis(now);
+        let mut tx = self.pool.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE clients SET state = ?, lead_id = ?, attempts = ?, first_failure_at = ?,
+                last_error_code = ?, last_error_message = ?, last_synced_at = ?, warnings = ?,
+                known = ?, company_sent = ?, updated_at = ?, lease_owner = NULL, lease_until = NULL
+             WHERE connection_id = ? AND client_id = ? AND lease_owner = ?",
+        )
+        .bind(u.state.as_str())
+        .bind(&u.lead_id)
+        .bind(u.attempts as i64)
+        .bind(u.first_failure_at.map(to_millis))
+        .bind(u.last_error.as_ref().map(|e| e.code.as_str()))
+        .bind(u.last_error.as_ref().map(|e| e.message.as_str()))
+        .bind(u.last_synced_at.map(to_millis))
+        .bind(serde_json::to_string(&u.warnings).expect("strings serialize"))
+        .bind(&u.known)
+        .bind(u.company_sent as i64)
+        .bind(now)
+        .bind(&claim.connection_id)
+        .bind(&claim.client_id)
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Ok(false);
+        }
+        if let Some(seq) = u.processed_up_to {
+            sqlx::query(
+                "UPDATE events SET processed_at = ?
+                 WHERE connection_id = ? AND client_id = ? AND seq <= ? AND processed_at IS NULL",
+            )
+            .bind(now)
+            .bind(&claim.connection_id)
+            .bind(&claim.client_id)
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+        }
+        // Due again at the retry time, or now if events arrived during the write.
+        let (mode, at) = match u.next {
+            NextAttempt::At(t) => ("at", Some(to_millis(t))),
+            NextAttempt::IfEventsPending => ("if_pending", None),
+            NextAttempt::Never => ("never", None),
+        };
+        sqlx::query(
+            "UPDATE clients SET next_attempt_at = CASE
+               WHEN ? = 'at' THEN ?
+               WHEN ? = 'never' THEN NULL
+               WHEN EXISTS (SELECT 1 FROM events e WHERE e.connection_id = clients.connection_id
+                   AND e.client_id = clients.client_id AND e.processed_at IS NULL) THEN ?
+               ELSE NULL END
+             WHERE connection_id = ? AND client_id = ?",
+        )
+        .bind(mode)
+        .bind(at)
+        .bind(mode)
+        .bind(now)
+        .bind(&claim.connection_id)
+        .bind(&claim.client_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn release_client(
+        &self,
+        claim: &Claim,
+        owner: &str,
+        last_error: Option<&SyncError>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE clients SET lease_owner = NULL, lease_until = NULL,
+                last_error_code = COALESCE(?, last_error_code),
+                last_error_message = COALESCE(?, last_error_message)
+             WHERE connection_id = ? AND client_id = ? AND lease_owner = ?",
+        )
+        .bind(last_error.map(|e| e.code.as_str()))
+        .bind(last_error.map(|e| e.message.as_str()))
+        .bind(&claim.connection_id)
+        .bind(&claim.client_id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_clients(
+        &self,
+        connection_id: &str,
+        states: &[ClientState],
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<ClientRecord>, StoreError> {
+        let placeholders = vec!["?"; states.len()].join(", ");
+        let state_filter = if states.is_empty() {
+            String::new()
+        } else {
+            format!(" AND c.state IN ({placeholders})")
+        };
+        let sql = format!(
+            "{CLIENT_SELECT} WHERE c.connection_id = ? AND c.client_id > ?{state_filter}
+             ORDER BY c.client_id LIMIT ?"
+        );
+        let mut q = sqlx::query(&sql)
+            .bind(connection_id)
+            .bind(after.unwrap_or(""));
+        for st in states {
+            q = q.bind(st.as_str());
+        }
+        q.bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(client_from_row)
+            .collect()
+    }
+
+    async fn requeue_client(
+        &self,
+        connection_id: &str,
+        client_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(&format!(
+            "{REQUEUE} WHERE connection_id = ? AND client_id = ?"
+        ))
+        .bind(to_millis(now))
+        .bind(to_millis(now))
+        .bind(connection_id)
+        .bind(client_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn requeue_dead(
+        &self,
+        connection_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(&format!(
+            "{REQUEUE} WHERE connection_id = ? AND state = 'dead'"
+        ))
+        .bind(to_millis(now))
+        .bind(to_millis(now))
+        .bind(connection_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+}
+
+/// A client row with the count of its events not yet done.
+const CLIENT_SELECT: &str = "SELECT c.*, (SELECT COUNT(*) FROM events e
+    WHERE e.connection_id = c.connection_id AND e.client_id = c.client_id
+      AND e.processed_at IS NULL) AS pending_events FROM clients c";
+
+const REQUEUE: &str = "UPDATE clients SET
+    state = CASE WHEN state = 'converted' THEN state ELSE 'pending' END,
+    attempts = 0, first_failure_at = NULL, next_attempt_at = ?, updated_at = ?";
+
+fn client_from_row(row: &SqliteRow) -> Result<ClientRecord, StoreError> {
+    let state: String = row.try_get("state")?;
+    let code: Option<String> = row.try_get("last_error_code")?;
+    let message: Option<String> = row.try_get("last_error_message")?;
+    let warnings: String = row.try_get("warnings")?;
+    let time = |name: &str| -> Result<Option<DateTime<Utc>>, StoreError> {
+        row.try_get::<Option<i64>, _>(name)?
+            .map(from_millis)
+            .transpose()
+    };
+    Ok(ClientRecord {
+        connection_id: row.try_get("connection_id")?,
+        client_id: row.try_get("client_id")?,
+        state: ClientState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("client state {state}")))?,
+        lead_id: row.try_get("lead_id")?,
+        attempts: row.try_get::<i64, _>("attempts")? as u32,
+        first_failure_at: time("first_failure_at")?,
+        next_attempt_at: time("next_attempt_at")?,
+        last_error: code.map(|code| SyncError {
+            code,
+            message: message.unwrap_or_default(),
+        }),
+        last_synced_at: time("last_synced_at")?,
+        warnings: serde_json::from_str(&warnings)
+            .map_err(|e| StoreError::Corrupt(format!("warnings: {e}")))?,
+        known: row.try_get("known")?,
+        company_sent: row.try_get::<i64, _>("company_sent")? != 0,
+        pending_events: row.try_get::<i64, _>("pending_events")? as u32,
+    })
 }

@@ -8,11 +8,15 @@ use chrono::Utc;
 use leadbridge::clock::{Clock, ManualClock};
 use leadbridge::configuration::{LogFormat, Settings};
 use leadbridge::crypto::{generate_admin_token, MasterKey};
+use leadbridge::salesforce::SalesforceSettings;
 use leadbridge::startup::Application;
 use leadbridge::store::sqlite::SqliteStore;
 use leadbridge::store::Store;
+use leadbridge::sync::{SyncSettings, Worker};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
+
+use crate::emulator::{Emulator, OrgConfig};
 
 /// Every log line written by any app in this test process.
 #[derive(Clone, Default)]
@@ -53,6 +57,7 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     pub client: reqwest::Client,
     pub db_path: std::path::PathBuf,
+    pub worker: Arc<Worker>,
     _dir: tempfile::TempDir,
 }
 
@@ -75,6 +80,10 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
         master_key: MasterKey::parse(master_key.expose_secret()).unwrap(),
         allow_insecure_salesforce: false,
         max_body_bytes: 1024 * 1024,
+        // Tests drive the worker round by round with `TestApp::sync`.
+        run_worker: false,
+        salesforce: SalesforceSettings::default(),
+        sync: SyncSettings::default(),
     };
     tweak(&mut settings);
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await.unwrap());
@@ -83,6 +92,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
         .await
         .unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());
+    let worker = app.worker();
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
@@ -92,8 +102,15 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
         clock,
         client: reqwest::Client::new(),
         db_path,
+        worker,
         _dir: dir,
     }
+}
+
+/// An app that may point connections at the emulator, and an emulator org.
+pub async fn spawn_with_org(org: OrgConfig) -> (TestApp, Emulator) {
+    let app = spawn_app_with(|s| s.allow_insecure_salesforce = true).await;
+    (app, Emulator::start(org).await)
 }
 
 /// A webhook request about to be sent: body and headers.
@@ -184,6 +201,63 @@ impl TestApp {
             req = req.header(k, v);
         }
         req.send().await.unwrap()
+    }
+
+    /// Runs worker rounds until nothing is due; returns the clients claimed.
+    pub async fn sync(&self) -> usize {
+        let mut total = 0;
+        for _ in 0..50 {
+            let n = self.worker.run_once().await.unwrap();
+            if n == 0 {
+                return total;
+            }
+            total += n;
+        }
+        panic!("the worker still had due clients after 50 rounds");
+    }
+
+    /// Creates an enabled connection `name` on the emulator's org; returns its webhook secret.
+    pub async fn connect(&self, emu: &Emulator, name: &str, extra: Value) -> String {
+        let cfg = emu.org.lock().unwrap().cfg.clone();
+        let mut body = json!({
+            "name": name, "domainUrl": emu.base, "consumerKey": cfg.client_id,
+            "consumerSecret": cfg.client_secret, "company": "Acme Ltd", "enabled": true,
+        });
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().cloned().unwrap_or_default());
+        self.create_connection(body).await["webhookSecret"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Sends a signed client event with a fresh id.
+    pub async fn send_event(
+        &self,
+        connection: &str,
+        secret: &str,
+        body: &Value,
+    ) -> reqwest::Response {
+        let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
+        let hook = Webhook::standard(secret, &id, self.now(), &body.to_string());
+        self.post_webhook(connection, &hook).await
+    }
+
+    /// `GET /v1/connections/{connection}/clients/{client}`.
+    pub async fn client_state(&self, connection: &str, client: &str) -> Value {
+        let res = self
+            .admin(
+                reqwest::Method::GET,
+                &format!("/v1/connections/{connection}/clients/{client}"),
+            )
+            .send()
+            .await
+            .unwrap();
+        let status = res.status();
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        body
     }
 
     /// The stored id of connection `name`.

@@ -1,9 +1,12 @@
 //! The service from outside: one test binary, a fresh app per test.
 
 mod connections;
+#[path = "../support/salesforce_emulator.rs"]
+mod emulator;
 mod health;
 mod helpers;
 mod openapi;
 mod process;
 mod secrets;
+mod sync;
 mod webhooks;

@@ -1,0 +1,340 @@
+//! The one place where Salesforce's answers are sorted into what to do next.
+
+use serde::Deserialize;
+
+/// Which call failed; some codes mean different things per call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Token,
+    Describe,
+    Create,
+    Update,
+    Upsert,
+}
+
+/// A failed Salesforce call, by what the caller should do about it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Failure {
+    /// Platform trouble, a locked row or the concurrent-request limit: back off and retry.
+    #[error("{code}: {message}")]
+    Transient { code: String, message: String },
+    /// The org's daily API allocation is spent: pause the connection.
+    #[error("REQUEST_LIMIT_EXCEEDED: {message}")]
+    DailyLimit { message: String },
+    /// The access token expired or was revoked: fetch a new one, retry once.
+    #[error("INVALID_SESSION_ID: the access token expired or was revoked")]
+    SessionExpired,
+    /// These fields of the record were rejected: send it again without them.
+    #[error("{code}: {message}")]
+    RejectedFields {
+        fields: Vec<String>,
+        code: String,
+        message: String,
+    },
+    /// The Lead was deleted in Salesforce: create it again.
+    #[error("{code}: {message}")]
+    Deleted { code: String, message: String },
+    /// The Lead was converted: stop updating it.
+    #[error("CANNOT_UPDATE_CONVERTED_LEAD: {message}")]
+    Converted { message: String },
+    /// The data, the org's rules or the settings are wrong: retrying as is won't help.
+    #[error("{code}: {message}")]
+    Permanent { code: String, message: String },
+    /// The token endpoint refused the connection's credentials.
+    #[error("{error}: {description}")]
+    Auth { error: String, description: String },
+}
+
+impl Failure {
+    /// Salesforce's code (`errorCode`, `statusCode` or OAuth `error`).
+    pub fn code(&self) -> &str {
+        match self {
+            Failure::Transient { code, .. }
+            | Failure::RejectedFields { code, .. }
+            | Failure::Deleted { code, .. }
+            | Failure::Permanent { code, .. } => code,
+            Failure::DailyLimit { .. } => "REQUEST_LIMIT_EXCEEDED",
+            Failure::SessionExpired => "INVALID_SESSION_ID",
+            Failure::Converted { .. } => "CANNOT_UPDATE_CONVERTED_LEAD",
+            Failure::Auth { error, .. } => error,
+        }
+    }
+
+    /// Salesforce's message, in plain words where it is an OAuth error.
+    pub fn message(&self) -> String {
+        match self {
+            Failure::Auth { error, description } => {
+                format!("{description} — {}", oauth_hint(error, description))
+            }
+            Failure::Transient { message, .. }
+            | Failure::DailyLimit { message }
+            | Failure::RejectedFields { message, .. }
+            | Failure::Deleted { message, .. }
+            | Failure::Converted { message }
+            | Failure::Permanent { message, .. } => message.clone(),
+            Failure::SessionExpired => "the access token expired or was revoked".into(),
+        }
+    }
+
+    pub(crate) fn transient(code: &str, message: impl Into<String>) -> Self {
+        Failure::Transient {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// What an operator should check for each OAuth error.
+pub fn oauth_hint(error: &str, description: &str) -> &'static str {
+    match error {
+        "invalid_client_id" => "the consumer key is not known to this org: check consumerKey and domainUrl",
+        "invalid_client" => "the consumer secret does not match the consumer key: check consumerSecret",
+        "invalid_grant" if description.contains("no client credentials user") => {
+            "the External Client App has no run-as user: set one under its OAuth policies (Client Credentials Flow)"
+        }
+        "invalid_grant" if description.contains("not supported on this domain") => {
+            "use the org's My Domain URL (https://{domain}.my.salesforce.com), not login.salesforce.com"
+        }
+        "invalid_grant" => "Salesforce refused the grant: check the app's OAuth policies and the run-as user",
+        "unsupported_grant_type" => "the Client Credentials Flow is not enabled on the External Client App",
+        _ => "Salesforce refused the credentials",
+    }
+}
+
+/// One error of a single-record call (`errorCode`) or of a composite result (`statusCode`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiError {
+    #[serde(alias = "statusCode")]
+    pub error_code: String,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub fields: Vec<String>,
+}
+
+/// Codes where Salesforce names the rejected fields and the rest of the record is fine.
+const FIELD_CODES: [&str; 6] = [
+    "INVALID_EMAIL_ADDRESS",
+    "STRING_TOO_LONG",
+    "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+    "FIELD_INTEGRITY_EXCEPTION",
+    "INVALID_FIELD",
+    "INVALID_FIELD_FOR_INSERT_UPDATE",
+];
+
+/// Sorts one record-level error (single-record body or composite result).
+pub fn classify_record(op: Op, err: &ApiError) -> Failure {
+    let code = err.error_code.as_str();
+    let message = err.message.clone();
+    match code {
+        "INVALID_SESSION_ID" => Failure::SessionExpired,
+        "UNABLE_TO_LOCK_ROW" | "UNKNOWN_EXCEPTION" | "SERVER_UNAVAILABLE" => Failure::Transient {
+            code: code.into(),
+            message,
+        },
+        "REQUEST_LIMIT_EXCEEDED" if message.contains("TotalRequests") => {
+            Failure::DailyLimit { message }
+        }
+        "REQUEST_LIMIT_EXCEEDED" => Failure::Transient {
+            code: code.into(),
+            message,
+        },
+        "CANNOT_UPDATE_CONVERTED_LEAD" => Failure::Converted { message },
+        "ENTITY_IS_DELETED" => Failure::Deleted {
+            code: code.into(),
+            message,
+        },
+        "NOT_FOUND" if op == Op::Update => Failure::Deleted {
+            code: code.into(),
+            message,
+        },
+        c if FIELD_CODES.contains(&c) => {
+            let mut fields = err.fields.clone();
+            if fields.is_empty() && c == "INVALID_FIELD" {
+                fields.extend(no_such_column(&message));
+            }
+            if fields.is_empty() {
+                Failure::Permanent {
+                    code: code.into(),
+                    message,
+                }
+            } else {
+                Failure::RejectedFields {
+                    fields,
+                    code: code.into(),
+                    message,
+                }
+            }
+        }
+        _ => Failure::Permanent {
+            code: code.into(),
+            message,
+        },
+    }
+}
+
+/// `No such column 'MiddleName' on sobject of type Lead` → `MiddleName`.
+fn no_such_column(message: &str) -> Option<String> {
+    let rest = message.split("No such column '").nth(1)?;
+    Some(rest.split('\'').next()?.to_string())
+}
+
+/// Sorts a failed REST answer by status and body.
+pub fn classify(op: Op, status: u16, body: &[u8]) -> Failure {
+    let errors: Vec<ApiError> = serde_json::from_slice(body).unwrap_or_default();
+    if let Some(first) = errors.first() {
+        let failure = classify_record(op, first);
+        return match (op, status, failure) {
+            (Op::Upsert, 404, Failure::Permanent { code, .. }) if code == "NOT_FOUND" => {
+                Failure::Permanent {
+                    code,
+                    message: "the externalIdField is not an External ID field of Lead in this org"
+                        .into(),
+                }
+            }
+            (_, s, Failure::Permanent { code, message }) if s >= 500 => {
+                Failure::Transient { code, message }
+            }
+            (_, _, f) => f,
+        };
+    }
+    match status {
+        401 => Failure::SessionExpired,
+        300 if op == Op::Upsert => Failure::Permanent {
+            code: "MULTIPLE_CHOICES".into(),
+            message: "several Leads have this external id".into(),
+        },
+        404 if op == Op::Update => Failure::Deleted {
+            code: "NOT_FOUND".into(),
+            message: "the Lead does not exist".into(),
+        },
+        s if s >= 500 || s == 429 => Failure::transient(&format!("HTTP_{s}"), snippet(body)),
+        s => Failure::Permanent {
+            code: format!("HTTP_{s}"),
+            message: snippet(body),
+        },
+    }
+}
+
+/// Sorts a failed token request.
+pub fn classify_oauth(status: u16, body: &[u8]) -> Failure {
+    #[derive(Deserialize)]
+    struct OAuthError {
+        error: String,
+        #[serde(default)]
+        error_description: String,
+    }
+    match serde_json::from_slice::<OAuthError>(body) {
+        Ok(e) if status < 500 => Failure::Auth {
+            error: e.error,
+            description: e.error_description,
+        },
+        _ if status >= 500 || status == 429 => {
+            Failure::transient(&format!("HTTP_{status}"), snippet(body))
+        }
+        _ => Failure::Auth {
+            error: format!("http_{status}"),
+            description: snippet(body),
+        },
+    }
+}
+
+/// A short, printable part of an unexpected body.
+fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text: String = text.chars().take(200).collect();
+    if text.is_empty() {
+        "no body".into()
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(code: &str, message: &str, fields: &[&str]) -> Vec<u8> {
+        serde_json::json!([{"message": message, "errorCode": code, "fields": fields}])
+            .to_string()
+            .into_bytes()
+    }
+
+    #[test]
+    fn each_documented_code_gets_its_action() {
+        use Failure::*;
+        type Case = (Op, u16, Vec<u8>, fn(&Failure) -> bool);
+        let cases: Vec<Case> = vec![
+            (Op::Update, 401, one("INVALID_SESSION_ID", "Session expired or invalid", &[]), |f| *f == SessionExpired),
+            (Op::Create, 403, one("REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.", &[]), |f| matches!(f, DailyLimit { .. })),
+            (Op::Create, 403, one("REQUEST_LIMIT_EXCEEDED", "ConcurrentPerOrgLongTxn Limit exceeded.", &[]), |f| matches!(f, Transient { .. })),
+            (Op::Create, 503, b"<html>Service Unavailable</html>".to_vec(), |f| matches!(f, Transient { code, .. } if code == "HTTP_503")),
+            (Op::Create, 500, one("UNKNOWN_EXCEPTION", "An unexpected error occurred", &[]), |f| matches!(f, Transient { .. })),
+            (Op::Update, 400, one("UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access to this record", &[]), |f| matches!(f, Transient { .. })),
+            (Op::Create, 400, one("INVALID_EMAIL_ADDRESS", "Email: invalid email address: x", &["Email"]), |f| matches!(f, RejectedFields { fields, .. } if fields == &["Email"])),
+            (Op::Create, 400, one("STRING_TOO_LONG", "City: data value too large", &["City"]), |f| matches!(f, RejectedFields { .. })),
+            (Op::Create, 400, one("FIELD_INTEGRITY_EXCEPTION", "There's a problem with this country", &["CountryCode"]), |f| matches!(f, RejectedFields { .. })),
+            (Op::Create, 400, one("INVALID_FIELD", "No such column 'MiddleName' on sobject of type Lead", &[]), |f| matches!(f, RejectedFields { fields, .. } if fields == &["MiddleName"])),
+            (Op::Create, 400, one("REQUIRED_FIELD_MISSING", "Required fields are missing: [Company]", &["Company"]), |f| matches!(f, Permanent { .. })),
+            (Op::Create, 400, one("FIELD_CUSTOM_VALIDATION_EXCEPTION", "Phone must start with +", &[]), |f| matches!(f, Permanent { .. })),
+            (Op::Create, 400, one("DUPLICATES_DETECTED", "Use one of these records?", &[]), |f| matches!(f, Permanent { .. })),
+            (Op::Update, 404, one("NOT_FOUND", "The requested resource does not exist", &[]), |f| matches!(f, Deleted { .. })),
+            (Op::Update, 404, one("ENTITY_IS_DELETED", "entity is deleted", &[]), |f| matches!(f, Deleted { .. })),
+            (Op::Upsert, 404, one("NOT_FOUND", "Provided external ID field does not exist or is not accessible", &[]), |f| matches!(f, Permanent { .. })),
+            (Op::Update, 400, one("CANNOT_UPDATE_CONVERTED_LEAD", "cannot reference converted lead", &[]), |f| matches!(f, Converted { .. })),
+            (Op::Upsert, 300, b"[\"/services/data/v62.0/sobjects/Lead/00Q1\",\"/services/data/v62.0/sobjects/Lead/00Q2\"]".to_vec(), |f| matches!(f, Permanent { code, .. } if code == "MULTIPLE_CHOICES")),
+        ];
+        for (op, status, body, check) in cases {
+            let got = classify(op, status, &body);
+            assert!(
+                check(&got),
+                "{op:?} {status} {} → {got:?}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+    }
+
+    #[test]
+    fn composite_results_use_status_code_and_classify_the_same() {
+        let err: ApiError = serde_json::from_str(r#"{"statusCode":"INVALID_EMAIL_ADDRESS","message":"Email: invalid","fields":["Email"]}"#).unwrap();
+        assert!(matches!(
+            classify_record(Op::Create, &err),
+            Failure::RejectedFields { .. }
+        ));
+    }
+
+    #[test]
+    fn oauth_errors_are_named_in_plain_words() {
+        for (body, error, hint) in [
+            (
+                r#"{"error":"invalid_client_id","error_description":"client identifier invalid"}"#,
+                "invalid_client_id",
+                "consumer key",
+            ),
+            (
+                r#"{"error":"invalid_client","error_description":"invalid client credentials"}"#,
+                "invalid_client",
+                "consumer secret",
+            ),
+            (
+                r#"{"error":"invalid_grant","error_description":"no client credentials user enabled"}"#,
+                "invalid_grant",
+                "run-as user",
+            ),
+            (
+                r#"{"error":"unsupported_grant_type","error_description":"grant type not supported"}"#,
+                "unsupported_grant_type",
+                "not enabled",
+            ),
+        ] {
+            let f = classify_oauth(400, body.as_bytes());
+            assert_eq!(f.code(), error);
+            assert!(f.message().contains(hint), "{}", f.message());
+        }
+        assert!(matches!(
+            classify_oauth(503, b"down"),
+            Failure::Transient { .. }
+        ));
+    }
+}

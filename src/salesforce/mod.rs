@@ -1,0 +1,431 @@
+//! Where a Lead leaves for Salesforce: OAuth client credentials with a cached
+//! token, describe of Lead, and record writes. Errors are sorted in [`errors`].
+
+pub mod errors;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use moka::future::Cache;
+use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::connections::Connection;
+use crate::crypto::MasterKey;
+use crate::mapping::{FieldInfo, LeadFields};
+pub use errors::{Failure, Op};
+
+/// What is needed to call one org, opened from a connection.
+#[derive(Clone)]
+pub struct Credentials {
+    /// Changes whenever the domain, key or secret change, so caches miss.
+    pub cache_key: String,
+    pub domain_url: String,
+    pub client_id: String,
+    pub client_secret: SecretString,
+    pub api_version: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("domain_url", &self.domain_url)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Credentials {
+    /// The connection's credentials, or the names of the missing settings.
+    pub fn of(conn: &Connection, key: &MasterKey) -> Result<Self, String> {
+        let (Some(domain), Some(client_id), Some(sealed)) = (
+            conn.domain_url.as_ref(),
+            conn.consumer_key.as_ref(),
+            conn.consumer_secret_sealed.as_ref(),
+        ) else {
+            return Err("domainUrl, consumerKey and consumerSecret must be set".into());
+        };
+        let secret = key
+            .open(&conn.consumer_secret_context(), sealed)
+            .map_err(|e| e.to_string())?;
+        let mut h = Sha256::new();
+        for part in [conn.id.as_str(), domain, client_id, sealed] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+        Ok(Self {
+            cache_key: hex::encode(h.finalize()),
+            domain_url: domain.clone(),
+            client_id: client_id.clone(),
+            client_secret: secret,
+            api_version: conn.api_version.clone(),
+        })
+    }
+}
+
+/// An access token and the instance it is for.
+pub struct Token {
+    access_token: SecretString,
+    pub instance_url: String,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Token({})", self.instance_url)
+    }
+}
+
+/// Describe of Lead, as leadbridge needs it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LeadDescribe {
+    pub fields: LeadFields,
+    /// Fields marked External ID.
+    pub external_ids: Vec<String>,
+}
+
+/// A record Salesforce confirmed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub id: String,
+    pub created: bool,
+}
+
+/// Settings of the Salesforce client.
+#[derive(Debug, Clone, Copy)]
+pub struct SalesforceSettings {
+    /// How long a token is reused. Salesforce does not say (no `expires_in`);
+    /// keep it below the org's session timeout (1 h in the B2CORE guide).
+    pub token_ttl: Duration,
+    pub describe_ttl: Duration,
+    pub request_timeout: Duration,
+}
+
+impl Default for SalesforceSettings {
+    fn default() -> Self {
+        Self {
+            token_ttl: Duration::from_secs(45 * 60),
+            describe_ttl: Duration::from_secs(60 * 60),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The Salesforce client with its per-process caches.
+pub struct Salesforce {
+    http: reqwest::Client,
+    tokens: Cache<String, Arc<Token>>,
+    describes: Cache<String, Arc<LeadDescribe>>,
+}
+
+#[derive(Deserialize)]
+struct TokenAnswer {
+    access_token: String,
+    instance_url: String,
+}
+
+#[derive(Deserialize)]
+struct DescribeAnswer {
+    fields: Vec<DescribeField>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DescribeField {
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    length: usize,
+    createable: bool,
+    updateable: bool,
+    #[serde(default)]
+    external_id: bool,
+}
+
+#[derive(Deserialize)]
+struct SaveAnswer {
+    id: String,
+    #[serde(default)]
+    created: Option<bool>,
+}
+
+impl Salesforce {
+    pub fn new(settings: SalesforceSettings) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(settings.request_timeout)
+            .user_agent(concat!("leadbridge/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("the HTTP client builds");
+        Self {
+            http,
+            tokens: Cache::builder()
+                .time_to_live(settings.token_ttl)
+                .max_capacity(10_000)
+                .build(),
+            describes: Cache::builder()
+                .time_to_live(settings.describe_ttl)
+                .max_capacity(10_000)
+                .build(),
+        }
+    }
+
+    /// The cached token, fetched once for all concurrent callers when missing.
+    pub async fn token(&self, c: &Credentials) -> Result<Arc<Token>, Failure> {
+        self.tokens
+            .try_get_with(c.cache_key.clone(), async {
+                self.fresh_token(c).await.map(Arc::new)
+            })
+            .await
+            .map_err(|e| (*e).clone())
+    }
+
+    /// A new token from the token endpoint, bypassing and not filling the cache.
+    pub async fn fresh_token(&self, c: &Credentials) -> Result<Token, Failure> {
+        let url = format!("{}/services/oauth2/token", c.domain_url);
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", c.client_id.as_str()),
+            ("client_secret", c.client_secret.expose_secret()),
+        ];
+        let res = self
+            .http
+            .post(&url)
+            .form(&form)
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = res.status();
+        let body = res.bytes().await.map_err(transport)?;
+        crate::metrics::salesforce_request("token", status.as_u16());
+        if !status.is_success() {
+            return Err(errors::classify_oauth(status.as_u16(), &body));
+        }
+        let answer: TokenAnswer = serde_json::from_slice(&body).map_err(|e| {
+            Failure::transient("BAD_TOKEN_ANSWER", format!("unreadable token answer: {e}"))
+        })?;
+        tracing::info!(domain = %c.domain_url, "salesforce token fetched");
+        Ok(Token {
+            access_token: SecretString::from(answer.access_token),
+            instance_url: answer.instance_url.trim_end_matches('/').to_string(),
+        })
+    }
+
+    /// Drops the cached token if it is still `failed` (another caller may have renewed it).
+    pub async fn drop_token(&self, c: &Credentials, failed: &Arc<Token>) {
+        if let Some(current) = self.tokens.get(&c.cache_key).await {
+            if Arc::ptr_eq(&current, failed) {
+                self.tokens.invalidate(&c.cache_key).await;
+            }
+        }
+    }
+
+    /// Forgets the token cached for these credentials (they are being replaced).
+    pub async fn forget_token(&self, c: &Credentials) {
+        self.tokens.invalidate(&c.cache_key).await;
+    }
+
+    /// Forgets the cached describe (after `INVALID_FIELD`).
+    pub async fn drop_describe(&self, c: &Credentials) {
+        self.describes.invalidate(&describe_key(c)).await;
+    }
+
+    /// Sends one REST call with the cached token; on `INVALID_SESSION_ID` gets a
+    /// new token and sends it once more. Non-2xx answers come back classified.
+    async fn send(
+        &self,
+        c: &Credentials,
+        op: Op,
+        method: Method,
+        path: &str,
+        body: Option<&Map<String, Value>>,
+    ) -> Result<(StatusCode, bytes::Bytes), Failure> {
+        let mut renewed = false;
+        loop {
+            let token = self.token(c).await?;
+            let url = format!(
+                "{}/services/data/{}/{}",
+                token.instance_url, c.api_version, path
+            );
+            let mut req = self
+                .http
+                .request(method.clone(), &url)
+                .bearer_auth(token.access_token.expose_secret());
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            let res = req.send().await.map_err(transport)?;
+            let status = res.status();
+            let bytes = res.bytes().await.map_err(transport)?;
+            crate::metrics::salesforce_request(op_name(op), status.as_u16());
+            if status.is_success() {
+                return Ok((status, bytes));
+            }
+            match errors::classify(op, status.as_u16(), &bytes) {
+                Failure::SessionExpired if !renewed => {
+                    self.drop_token(c, &token).await;
+                    renewed = true;
+                }
+                failure => return Err(failure),
+            }
+        }
+    }
+
+    /// Lead's fields for this org, cached per connection.
+    pub async fn describe_lead(&self, c: &Credentials) -> Result<Arc<LeadDescribe>, Failure> {
+        self.describes
+            .try_get_with(describe_key(c), async {
+                let (_, body) = self
+                    .send(c, Op::Describe, Method::GET, "sobjects/Lead/describe", None)
+                    .await?;
+                parse_describe(&body).map(Arc::new)
+            })
+            .await
+            .map_err(|e: Arc<Failure>| (*e).clone())
+    }
+
+    /// The cached describe, if there is one; never calls Salesforce.
+    pub async fn cached_describe(&self, c: &Credentials) -> Option<Arc<LeadDescribe>> {
+        self.describes.get(&describe_key(c)).await
+    }
+
+    /// Describe of Lead with the given token, uncached (the connection test).
+    pub async fn describe_with(
+        &self,
+        c: &Credentials,
+        token: &Token,
+    ) -> Result<LeadDescribe, Failure> {
+        let url = format!(
+            "{}/services/data/{}/sobjects/Lead/describe",
+            token.instance_url, c.api_version
+        );
+        let res = self
+            .http
+            .get(&url)
+            .bearer_auth(token.access_token.expose_secret())
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = res.status();
+        let body = res.bytes().await.map_err(transport)?;
+        crate::metrics::salesforce_request("describe", status.as_u16());
+        if !status.is_success() {
+            return Err(errors::classify(Op::Describe, status.as_u16(), &body));
+        }
+        parse_describe(&body)
+    }
+
+    /// `POST sobjects/Lead/` → 201 with the new id.
+    pub async fn create(
+        &self,
+        c: &Credentials,
+        body: &Map<String, Value>,
+    ) -> Result<Written, Failure> {
+        let (_, bytes) = self
+            .send(c, Op::Create, Method::POST, "sobjects/Lead/", Some(body))
+            .await?;
+        let answer = save_answer(&bytes)?;
+        Ok(Written {
+            id: answer.id,
+            created: true,
+        })
+    }
+
+    /// `PATCH sobjects/Lead/{id}` → 204.
+    pub async fn update(
+        &self,
+        c: &Credentials,
+        id: &str,
+        body: &Map<String, Value>,
+    ) -> Result<Written, Failure> {
+        let path = format!("sobjects/Lead/{}", urlencode(id));
+        self.send(c, Op::Update, Method::PATCH, &path, Some(body))
+            .await?;
+        Ok(Written {
+            id: id.to_string(),
+            created: false,
+        })
+    }
+
+    /// `PATCH sobjects/Lead/{field}/{value}` → 201 created or 200 updated.
+    pub async fn upsert(
+        &self,
+        c: &Credentials,
+        field: &str,
+        value: &str,
+        body: &Map<String, Value>,
+    ) -> Result<Written, Failure> {
+        let path = format!("sobjects/Lead/{}/{}", urlencode(field), urlencode(value));
+        let (status, bytes) = self
+            .send(c, Op::Upsert, Method::PATCH, &path, Some(body))
+            .await?;
+        let answer = save_answer(&bytes)?;
+        Ok(Written {
+            id: answer.id,
+            created: answer.created.unwrap_or(status == StatusCode::CREATED),
+        })
+    }
+}
+
+fn parse_describe(body: &[u8]) -> Result<LeadDescribe, Failure> {
+    let answer: DescribeAnswer = serde_json::from_slice(body).map_err(|e| {
+        Failure::transient("BAD_DESCRIBE_ANSWER", format!("unreadable describe: {e}"))
+    })?;
+    let mut out = LeadDescribe::default();
+    for f in answer.fields {
+        if f.external_id {
+            out.external_ids.push(f.name.clone());
+        }
+        out.fields.insert(
+            f.name,
+            FieldInfo {
+                createable: f.createable,
+                updateable: f.updateable,
+                length: f.length,
+                kind: f.kind,
+            },
+        );
+    }
+    Ok(out)
+}
+
+fn describe_key(c: &Credentials) -> String {
+    format!("{}/{}", c.cache_key, c.api_version)
+}
+
+fn save_answer(bytes: &[u8]) -> Result<SaveAnswer, Failure> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        Failure::transient(
+            "BAD_SAVE_ANSWER",
+            format!("unreadable answer to a write: {e}"),
+        )
+    })
+}
+
+fn op_name(op: Op) -> &'static str {
+    match op {
+        Op::Token => "token",
+        Op::Describe => "describe",
+        Op::Create => "create",
+        Op::Update => "update",
+        Op::Upsert => "upsert",
+    }
+}
+
+fn transport(e: reqwest::Error) -> Failure {
+    let code = if e.is_timeout() {
+        "TIMEOUT"
+    } else {
+        "CONNECTION_ERROR"
+    };
+    // reqwest's Display names the URL, never headers or bodies.
+    Failure::transient(code, e.without_url().to_string())
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}

@@ -1,0 +1,912 @@
+//! A Salesforce org emulator for tests, strict where real orgs are strict:
+//! client-credentials tokens (no `expires_in`, the documented OAuth errors),
+//! 401 `INVALID_SESSION_ID` for expired tokens, describe of Lead, create (201),
+//! update (204), upsert (201/200/300/404), sObject Collections (200 with
+//! per-record `statusCode` errors), field checks from describe (`INVALID_FIELD`,
+//! `STRING_TOO_LONG`, `INVALID_EMAIL_ADDRESS`, country picklists, required
+//! fields), deleted and converted Leads, `Sforce-Limit-Info`, and injected
+//! faults (503, `UNABLE_TO_LOCK_ROW`, request limits, a full outage).
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use actix_web::http::StatusCode;
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use base64::Engine;
+use serde_json::{json, Map, Value};
+
+/// How the emulated org is set up.
+#[derive(Debug, Clone)]
+pub struct OrgConfig {
+    pub client_id: String,
+    pub client_secret: String,
+    /// A run-as user is set on the External Client App.
+    pub run_as_user: bool,
+    /// The client credentials flow is enabled.
+    pub flow_enabled: bool,
+    /// "Middle names" is enabled: Lead has MiddleName.
+    pub middle_name: bool,
+    /// "State and Country/Territory Picklists": Lead has CountryCode and StateCode.
+    pub country_picklists: bool,
+    /// Custom text fields (API name, length).
+    pub custom_fields: Vec<(String, usize)>,
+    /// Custom text fields marked External ID.
+    pub external_ids: Vec<String>,
+    /// Daily API allocation.
+    pub daily_max: u64,
+}
+
+impl Default for OrgConfig {
+    fn default() -> Self {
+        Self {
+            client_id: "3MVG9emulatorKey".into(),
+            client_secret: "emulator-consumer-secret-0123456789".into(),
+            run_as_user: true,
+            flow_enabled: true,
+            middle_name: false,
+            country_picklists: false,
+            custom_fields: vec![
+                ("B2C_Status__c".into(), 50),
+                ("B2C_Client_Type__c".into(), 50),
+                ("B2C_Verification_Level__c".into(), 50),
+            ],
+            external_ids: vec!["B2C_Client_Id__c".into()],
+            daily_max: 100_000,
+        }
+    }
+}
+
+/// A fault the next REST call answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// 503 with an HTML page, as the platform's front end sends.
+    Unavailable,
+    /// 400 `UNABLE_TO_LOCK_ROW` on a write.
+    LockRow,
+    /// 403 `REQUEST_LIMIT_EXCEEDED` "TotalRequests Limit exceeded."
+    DailyLimit,
+}
+
+#[derive(Debug, Default)]
+pub struct Org {
+    pub cfg: OrgConfig,
+    pub leads: BTreeMap<String, Map<String, Value>>,
+    pub deleted: HashSet<String>,
+    tokens: HashSet<String>,
+    pub token_requests: u64,
+    pub api_calls: u64,
+    /// Every REST call: (method, path after the version).
+    pub calls: Vec<(String, String)>,
+    faults: VecDeque<Fault>,
+    pub outage: bool,
+    pub latency: Duration,
+    in_flight: HashMap<String, u32>,
+    pub max_in_flight_per_lead: u32,
+    next_id: u64,
+}
+
+/// A running emulator on a free local port.
+pub struct Emulator {
+    pub base: String,
+    pub org: Arc<Mutex<Org>>,
+    handle: ServerHandle,
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let handle = self.handle.clone();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move { handle.stop(false).await });
+        }
+    }
+}
+
+impl Emulator {
+    pub async fn start(cfg: OrgConfig) -> Self {
+        let org = Arc::new(Mutex::new(Org {
+            cfg,
+            ..Org::default()
+        }));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let data = web::Data::new(Shared {
+            org: org.clone(),
+            base: base.clone(),
+        });
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .app_data(web::PayloadConfig::new(64 * 1024 * 1024))
+                .route("/services/oauth2/token", web::post().to(token))
+                .route("/services/data/{version}/{tail:.*}", web::route().to(rest))
+        })
+        .workers(2)
+        .listen(listener)
+        .unwrap()
+        .run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        Self { base, org, handle }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Org) -> T) -> T {
+        f(&mut self.org.lock().unwrap())
+    }
+
+    pub fn leads(&self) -> Vec<Map<String, Value>> {
+        self.with(|o| {
+            o.leads
+                .iter()
+                .filter(|(id, _)| !o.deleted.contains(*id))
+                .map(|(_, l)| l.clone())
+                .collect()
+        })
+    }
+
+    pub fn lead(&self, id: &str) -> Option<Map<String, Value>> {
+        self.with(|o| o.leads.get(id).filter(|_| !o.deleted.contains(id)).cloned())
+    }
+
+    pub fn token_requests(&self) -> u64 {
+        self.with(|o| o.token_requests)
+    }
+
+    /// Writes (creates, updates, upserts, collections) received.
+    pub fn writes(&self) -> usize {
+        self.with(|o| {
+            o.calls
+                .iter()
+                .filter(|(m, p)| m != "GET" && !p.ends_with("describe"))
+                .count()
+        })
+    }
+
+    pub fn calls(&self) -> Vec<(String, String)> {
+        self.with(|o| o.calls.clone())
+    }
+
+    /// Every token issued so far stops working (session timeout).
+    pub fn expire_tokens(&self) {
+        self.with(|o| o.tokens.clear());
+    }
+
+    pub fn fail_next(&self, fault: Fault, times: usize) {
+        self.with(|o| o.faults.extend(std::iter::repeat_n(fault, times)));
+    }
+
+    /// While on, every call (token and REST) answers 503.
+    pub fn set_outage(&self, on: bool) {
+        self.with(|o| o.outage = on);
+    }
+
+    pub fn set_latency(&self, d: Duration) {
+        self.with(|o| o.latency = d);
+    }
+
+    /// A user deletes the Lead.
+    pub fn delete_lead(&self, id: &str) {
+        self.with(|o| o.deleted.insert(id.to_string()));
+    }
+
+    /// A user converts the Lead.
+    pub fn convert_lead(&self, id: &str) {
+        self.with(|o| {
+            o.leads
+                .get_mut(id)
+                .unwrap()
+                .insert("IsConverted".into(), Value::Bool(true));
+        });
+    }
+
+    pub fn max_in_flight_per_lead(&self) -> u32 {
+        self.with(|o| o.max_in_flight_per_lead)
+    }
+}
+
+struct Shared {
+    org: Arc<Mutex<Org>>,
+    base: String,
+}
+
+fn errors(status: StatusCode, list: Vec<Value>) -> HttpResponse {
+    HttpResponse::build(status).json(Value::Array(list))
+}
+
+fn error(status: StatusCode, code: &str, message: &str, fields: &[&str]) -> HttpResponse {
+    errors(
+        status,
+        vec![json!({"message": message, "errorCode": code, "fields": fields})],
+    )
+}
+
+fn oauth_error(error: &str, description: &str) -> HttpResponse {
+    HttpResponse::BadRequest().json(json!({"error": error, "error_description": description}))
+}
+
+fn unavailable() -> HttpResponse {
+    HttpResponse::ServiceUnavailable()
+        .content_type("text/html")
+        .body("<html><body>Service Unavailable</body></html>")
+}
+
+async fn token(req: HttpRequest, body: web::Bytes, s: web::Data<Shared>) -> HttpResponse {
+    let latency = s.org.lock().unwrap().latency;
+    tokio::time::sleep(latency).await;
+    let mut o = s.org.lock().unwrap();
+    o.token_requests += 1;
+    if o.outage {
+        return unavailable();
+    }
+    let ctype = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ctype.starts_with("application/x-www-form-urlencoded") {
+        return oauth_error(
+            "invalid_request",
+            "must use application/x-www-form-urlencoded",
+        );
+    }
+    let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let (mut id, mut secret) = (
+        form.get("client_id").cloned(),
+        form.get("client_secret").cloned(),
+    );
+    if let Some(basic) = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+    {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(basic)
+            .unwrap_or_default();
+        if let Some((i, p)) = String::from_utf8_lossy(&decoded).split_once(':') {
+            id = Some(i.to_string());
+            secret = Some(p.to_string());
+        }
+    }
+    if form.get("grant_type").map(String::as_str) != Some("client_credentials")
+        || !o.cfg.flow_enabled
+    {
+        return oauth_error("unsupported_grant_type", "grant type not supported");
+    }
+    if id.as_deref() != Some(o.cfg.client_id.as_str()) {
+        return oauth_error("invalid_client_id", "client identifier invalid");
+    }
+    if secret.as_deref() != Some(o.cfg.client_secret.as_str()) {
+        return oauth_error("invalid_client", "invalid client credentials");
+    }
+    if !o.cfg.run_as_user {
+        return oauth_error("invalid_grant", "no client credentials user enabled");
+    }
+    let access = format!("00Dxx0000000001!{}", uuid::Uuid::new_v4().simple());
+    o.tokens.insert(access.clone());
+    let issued = chrono::Utc::now().timestamp_millis().to_string();
+    HttpResponse::Ok().json(json!({
+        "access_token": access,
+        "signature": "c2lnbmF0dXJl",
+        "scope": "api",
+        "instance_url": s.base,
+        "id": format!("{}/id/00Dxx0000000001EAA/005xx000001Sv6AAE", s.base),
+        "token_type": "Bearer",
+        "issued_at": issued,
+        "api_instance_url": format!("{}/api", s.base),
+    }))
+}
+
+fn describe(cfg: &OrgConfig) -> Vec<Value> {
+    let text = |name: &str, kind: &str, len: usize| json!({"name": name, "type": kind, "length": len, "createable": true, "updateable": true, "nillable": true, "externalId": false});
+    let mut fields = vec![
+        json!({"name": "Id", "type": "id", "length": 18, "createable": false, "updateable": false, "nillable": false, "externalId": false}),
+        json!({"name": "LastName", "type": "string", "length": 80, "createable": true, "updateable": true, "nillable": false, "externalId": false}),
+        text("FirstName", "string", 40),
+        json!({"name": "Company", "type": "string", "length": 255, "createable": true, "updateable": true, "nillable": false, "externalId": false}),
+        text("Email", "email", 80),
+        text("Phone", "phone", 40),
+        text("Street", "textarea", 255),
+        text("City", "string", 40),
+        text("State", "string", 80),
+        text("PostalCode", "string", 20),
+        text("Country", "string", 80),
+        json!({"name": "IsConverted", "type": "boolean", "length": 0, "createable": false, "updateable": false, "nillable": false, "externalId": false}),
+    ];
+    if cfg.middle_name {
+        fields.push(text("MiddleName", "string", 40));
+    }
+    if cfg.country_picklists {
+        fields.push(text("CountryCode", "picklist", 255));
+        fields.push(text("StateCode", "picklist", 255));
+    }
+    for (name, len) in &cfg.custom_fields {
+        fields.push(text(name, "string", *len));
+    }
+    for name in &cfg.external_ids {
+        fields.push(json!({"name": name, "type": "string", "length": 255, "createable": true, "updateable": true, "nillable": true, "externalId": true}));
+    }
+    fields
+}
+
+fn field_meta(cfg: &OrgConfig) -> HashMap<String, Value> {
+    describe(cfg)
+        .into_iter()
+        .map(|f| (f["name"].as_str().unwrap().to_string(), f))
+        .collect()
+}
+
+/// One record-level error, in single-record form (`errorCode`).
+struct RecErr {
+    code: &'static str,
+    message: String,
+    fields: Vec<String>,
+}
+
+impl RecErr {
+    fn new(code: &'static str, message: impl Into<String>, fields: &[&str]) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            fields: fields.iter().map(|f| f.to_string()).collect(),
+        }
+    }
+    fn single(&self) -> Value {
+        json!({"message": self.message, "errorCode": self.code, "fields": self.fields})
+    }
+    fn composite(&self) -> Value {
+        json!({"statusCode": self.code, "message": self.message, "fields": self.fields})
+    }
+}
+
+fn valid_email(v: &str) -> bool {
+    let Some((local, domain)) = v.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !v.contains(char::is_whitespace)
+        && !domain.contains('@')
+}
+
+/// Checks `body` against the org's Lead and returns the record it makes.
+fn validate(
+    cfg: &OrgConfig,
+    body: &Value,
+    existing: Option<&Map<String, Value>>,
+    creating: bool,
+) -> Result<Map<String, Value>, Vec<RecErr>> {
+    let Value::Object(body) = body else {
+        return Err(vec![RecErr::new(
+            "JSON_PARSER_ERROR",
+            "The request body must be a JSON object",
+            &[],
+        )]);
+    };
+    let meta = field_meta(cfg);
+    let mut record = existing.cloned().unwrap_or_default();
+    let mut errs = Vec::new();
+    for (key, value) in body {
+        if key == "attributes" {
+            continue;
+        }
+        let Some(m) = meta.get(key) else {
+            return Err(vec![RecErr::new(
+                "INVALID_FIELD",
+                format!("No such column '{key}' on sobject of type Lead"),
+                &[],
+            )]);
+        };
+        let allowed = if creating {
+            m["createable"] == true
+        } else {
+            m["updateable"] == true
+        };
+        if !allowed {
+            errs.push(RecErr::new("INVALID_FIELD_FOR_INSERT_UPDATE", format!("Unable to create/update fields: {key}. Please check the security settings of this field and verify that it is read/write for your profile or permission set."), &[key]));
+            continue;
+        }
+        match value {
+            Value::Null => {
+                record.insert(key.clone(), Value::Null);
+            }
+            Value::String(v) => {
+                let max = m["length"].as_u64().unwrap_or(0) as usize;
+                if max > 0 && v.chars().count() > max {
+                    errs.push(RecErr::new(
+                        "STRING_TOO_LONG",
+                        format!("{key}: data value too large: {v} (max length={max})"),
+                        &[key],
+                    ));
+                    continue;
+                }
+                if m["type"] == "email" && !valid_email(v) {
+                    errs.push(RecErr::new(
+                        "INVALID_EMAIL_ADDRESS",
+                        format!("{key}: invalid email address: {v}"),
+                        &[key],
+                    ));
+                    continue;
+                }
+                record.insert(key.clone(), Value::String(v.clone()));
+            }
+            other => {
+                errs.push(RecErr::new(
+                    "JSON_PARSER_ERROR",
+                    format!(
+                        "Cannot deserialize instance of string from {other} value for field {key}"
+                    ),
+                    &[key],
+                ));
+            }
+        }
+    }
+    if cfg.country_picklists {
+        let code = body.get("CountryCode").and_then(Value::as_str);
+        match code {
+            Some(c) => match celes::Country::from_alpha2(c) {
+                Ok(country) if c.len() == 2 && c.chars().all(|ch| ch.is_ascii_uppercase()) => {
+                    record.insert("Country".into(), Value::String(country.long_name.to_string()));
+                }
+                _ => errs.push(RecErr::new("FIELD_INTEGRITY_EXCEPTION", "There's a problem with this country, even though it may appear correct. Please select a country/territory from the list of valid countries.", &["CountryCode"])),
+            },
+            None => {
+                if let Some(name) = body.get("Country").and_then(Value::as_str) {
+                    if celes::Country::from_name(name).is_err() && celes::Country::from_alias(name).is_err() {
+                        errs.push(RecErr::new("FIELD_INTEGRITY_EXCEPTION", "There's a problem with this country, even though it may appear correct. Please select a country/territory from the list of valid countries.", &["Country"]));
+                    }
+                }
+            }
+        }
+    }
+    if !errs.is_empty() {
+        return Err(errs);
+    }
+    let missing: Vec<&str> = ["LastName", "Company"]
+        .into_iter()
+        .filter(|f| {
+            record
+                .get(*f)
+                .and_then(Value::as_str)
+                .is_none_or(|v| v.trim().is_empty())
+        })
+        .collect();
+    if !missing.is_empty() {
+        return Err(vec![RecErr::new(
+            "REQUIRED_FIELD_MISSING",
+            format!("Required fields are missing: [{}]", missing.join(", ")),
+            &missing,
+        )]);
+    }
+    Ok(record)
+}
+
+impl Org {
+    fn new_id(&mut self) -> String {
+        self.next_id += 1;
+        format!("00Q{:012}AAA", self.next_id)
+    }
+
+    fn converted(&self, id: &str) -> bool {
+        self.leads
+            .get(id)
+            .is_some_and(|l| l.get("IsConverted") == Some(&Value::Bool(true)))
+    }
+
+    fn live(&self, id: &str) -> bool {
+        self.leads.contains_key(id) && !self.deleted.contains(id)
+    }
+
+    fn create(&mut self, body: &Value) -> Result<String, Vec<RecErr>> {
+        if let Some(Value::Object(m)) = Some(body) {
+            if m.contains_key("Id") {
+                return Err(vec![RecErr::new(
+                    "INVALID_FIELD_FOR_INSERT_UPDATE",
+                    "Unable to create/update fields: Id.",
+                    &["Id"],
+                )]);
+            }
+        }
+        let mut record = validate(&self.cfg, body, None, true)?;
+        let id = self.new_id();
+        record.insert("Id".into(), Value::String(id.clone()));
+        record.insert("IsConverted".into(), Value::Bool(false));
+        self.leads.insert(id.clone(), record);
+        Ok(id)
+    }
+
+    fn update(&mut self, id: &str, body: &Value) -> Result<(), (StatusCode, Vec<RecErr>)> {
+        if self.deleted.contains(id) {
+            return Err((
+                StatusCode::NOT_FOUND,
+                vec![RecErr::new("ENTITY_IS_DELETED", "entity is deleted", &[])],
+            ));
+        }
+        if !self.leads.contains_key(id) {
+            return Err((
+                StatusCode::NOT_FOUND,
+                vec![RecErr::new(
+                    "NOT_FOUND",
+                    "The requested resource does not exist",
+                    &[],
+                )],
+            ));
+        }
+        if self.converted(id) {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                vec![RecErr::new(
+                    "CANNOT_UPDATE_CONVERTED_LEAD",
+                    "cannot reference converted lead",
+                    &[],
+                )],
+            ));
+        }
+        let record = validate(&self.cfg, body, self.leads.get(id), false)
+            .map_err(|e| (StatusCode::BAD_REQUEST, e))?;
+        self.leads.insert(id.to_string(), record);
+        Ok(())
+    }
+
+    /// Upsert by an external id: Ok((id, created)).
+    fn upsert(
+        &mut self,
+        field: &str,
+        value: &str,
+        body: &Value,
+    ) -> Result<(String, bool), (StatusCode, Vec<RecErr>)> {
+        if !self.cfg.external_ids.iter().any(|f| f == field) {
+            return Err((
+                StatusCode::NOT_FOUND,
+                vec![RecErr::new(
+                    "NOT_FOUND",
+                    format!(
+                        "Provided external ID field does not exist or is not accessible: {field}"
+                    ),
+                    &[],
+                )],
+            ));
+        }
+        if body.get("Id").is_some() {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                vec![RecErr::new(
+                    "INVALID_FIELD",
+                    "Id is not allowed in the body of an upsert",
+                    &["Id"],
+                )],
+            ));
+        }
+        let matches: Vec<String> = self
+            .leads
+            .iter()
+            .filter(|(id, l)| {
+                !self.deleted.contains(*id) && l.get(field).and_then(Value::as_str) == Some(value)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        match matches.as_slice() {
+            [] => {
+                let mut b = body.clone();
+                b.as_object_mut()
+                    .map(|m| m.insert(field.to_string(), Value::String(value.to_string())));
+                self.create(&b)
+                    .map(|id| (id, true))
+                    .map_err(|e| (StatusCode::BAD_REQUEST, e))
+            }
+            [id] => {
+                let id = id.clone();
+                self.update(&id, body).map(|_| (id, false))
+            }
+            _ => Err((StatusCode::MULTIPLE_CHOICES, vec![])),
+        }
+    }
+}
+
+/// Marks a write on `key` in flight for its duration, recording the peak.
+struct InFlight {
+    org: Arc<Mutex<Org>>,
+    key: String,
+}
+
+impl InFlight {
+    fn enter(org: &Arc<Mutex<Org>>, key: String) -> Self {
+        let mut o = org.lock().unwrap();
+        let n = o.in_flight.entry(key.clone()).or_default();
+        *n += 1;
+        let n = *n;
+        o.max_in_flight_per_lead = o.max_in_flight_per_lead.max(n);
+        Self {
+            org: org.clone(),
+            key,
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut o = self.org.lock().unwrap();
+        if let Some(n) = o.in_flight.get_mut(&self.key) {
+            *n -= 1;
+        }
+    }
+}
+
+async fn rest(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+    s: web::Data<Shared>,
+) -> HttpResponse {
+    let (version, tail) = path.into_inner();
+    let method = req.method().to_string();
+    let version_ok = version
+        .strip_prefix('v')
+        .and_then(|v| v.split_once('.'))
+        .is_some_and(|(a, b)| a.parse::<u32>().is_ok() && b == "0");
+    if !version_ok {
+        return error(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "The requested resource does not exist",
+            &[],
+        );
+    }
+    let bearer = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string);
+    let latency;
+    {
+        let mut o = s.org.lock().unwrap();
+        if o.outage {
+            return unavailable();
+        }
+        if !bearer.is_some_and(|t| o.tokens.contains(&t)) {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "INVALID_SESSION_ID",
+                "Session expired or invalid",
+                &[],
+            );
+        }
+        o.api_calls += 1;
+        o.calls.push((method.clone(), tail.clone()));
+        if o.api_calls > o.cfg.daily_max {
+            return error(
+                StatusCode::FORBIDDEN,
+                "REQUEST_LIMIT_EXCEEDED",
+                "TotalRequests Limit exceeded.",
+                &[],
+            );
+        }
+        match o.faults.pop_front() {
+            Some(Fault::Unavailable) => return unavailable(),
+            Some(Fault::LockRow) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "UNABLE_TO_LOCK_ROW",
+                    "unable to obtain exclusive access to this record or 1 records",
+                    &[],
+                )
+            }
+            Some(Fault::DailyLimit) => {
+                return error(
+                    StatusCode::FORBIDDEN,
+                    "REQUEST_LIMIT_EXCEEDED",
+                    "TotalRequests Limit exceeded.",
+                    &[],
+                )
+            }
+            None => {}
+        }
+        latency = o.latency;
+    }
+    let usage = {
+        let o = s.org.lock().unwrap();
+        format!("api-usage={}/{}", o.api_calls, o.cfg.daily_max)
+    };
+    let parsed: Option<Value> = if body.is_empty() {
+        None
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "JSON_PARSER_ERROR",
+                    &format!("Unexpected character: {e}"),
+                    &[],
+                )
+            }
+        }
+    };
+    let key = lead_key(&method, &tail);
+    let _guard = key.map(|k| InFlight::enter(&s.org, k));
+    tokio::time::sleep(latency).await;
+    let mut res = route(&s.org, &method, &tail, parsed);
+    res.headers_mut().insert(
+        actix_web::http::header::HeaderName::from_static("sforce-limit-info"),
+        actix_web::http::header::HeaderValue::from_str(&usage).unwrap(),
+    );
+    res
+}
+
+/// The record a single-record write targets, for the in-flight check.
+fn lead_key(method: &str, tail: &str) -> Option<String> {
+    let parts: Vec<&str> = tail.trim_end_matches('/').split('/').collect();
+    match (method, parts.as_slice()) {
+        ("PATCH", ["sobjects", "Lead", id]) => Some(id.to_string()),
+        ("PATCH", ["sobjects", "Lead", field, value]) => Some(format!("{field}={value}")),
+        _ => None,
+    }
+}
+
+fn route(org: &Arc<Mutex<Org>>, method: &str, tail: &str, body: Option<Value>) -> HttpResponse {
+    let parts: Vec<String> = tail
+        .trim_end_matches('/')
+        .split('/')
+        .map(|p| {
+            url::form_urlencoded::parse(format!("x={p}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        })
+        .collect();
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    let mut o = org.lock().unwrap();
+    let need_body = || {
+        error(
+            StatusCode::BAD_REQUEST,
+            "JSON_PARSER_ERROR",
+            "The request body is empty",
+            &[],
+        )
+    };
+    match (method, parts.as_slice()) {
+        ("GET", ["sobjects", "Lead", "describe"]) => {
+            HttpResponse::Ok().json(json!({"name": "Lead", "fields": describe(&o.cfg)}))
+        }
+        ("POST", ["sobjects", "Lead"]) => {
+            let Some(body) = body else { return need_body() };
+            match o.create(&body) {
+                Ok(id) => {
+                    HttpResponse::Created().json(json!({"id": id, "success": true, "errors": []}))
+                }
+                Err(e) => errors(
+                    StatusCode::BAD_REQUEST,
+                    e.iter().map(RecErr::single).collect(),
+                ),
+            }
+        }
+        ("PATCH", ["sobjects", "Lead", id]) => {
+            let Some(body) = body else { return need_body() };
+            match o.update(id, &body) {
+                Ok(()) => HttpResponse::NoContent().finish(),
+                Err((status, e)) => errors(status, e.iter().map(RecErr::single).collect()),
+            }
+        }
+        ("PATCH", ["sobjects", "Lead", field, value]) => {
+            let Some(body) = body else { return need_body() };
+            match o.upsert(field, value, &body) {
+                Ok((id, true)) => HttpResponse::Created()
+                    .json(json!({"id": id, "success": true, "errors": [], "created": true})),
+                Ok((id, false)) => HttpResponse::Ok()
+                    .json(json!({"id": id, "success": true, "errors": [], "created": false})),
+                Err((StatusCode::MULTIPLE_CHOICES, _)) => HttpResponse::MultipleChoices()
+                    .json(json!(["/services/data/v62.0/sobjects/Lead/multiple"])),
+                Err((status, e)) => errors(status, e.iter().map(RecErr::single).collect()),
+            }
+        }
+        (m @ ("POST" | "PATCH"), ["composite", "sobjects", rest @ ..]) => {
+            let Some(body) = body else { return need_body() };
+            collections(&mut o, m, rest, &body)
+        }
+        _ => error(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "The requested resource does not exist",
+            &[],
+        ),
+    }
+}
+
+/// sObject Collections: one 200 answer with a result per record, in order.
+fn collections(o: &mut Org, method: &str, rest: &[&str], body: &Value) -> HttpResponse {
+    let all_or_none = body
+        .get("allOrNone")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let Some(records) = body.get("records").and_then(Value::as_array) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_FIELD",
+            "records is required",
+            &[],
+        );
+    };
+    if records.len() > 200 {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "EXCEEDED_ID_LIMIT",
+            "record limit reached. cannot submit more than 200 records into this call",
+            &[],
+        );
+    }
+    let snapshot = (o.leads.clone(), o.next_id);
+    let mut results = Vec::new();
+    let mut failed = false;
+    for rec in records {
+        if rec.pointer("/attributes/type").and_then(Value::as_str) != Some("Lead") {
+            failed = true;
+            results.push(json!({"success": false, "errors": [RecErr::new("INVALID_TYPE", "Must send a concrete entity type.", &[]).composite()]}));
+            continue;
+        }
+        let outcome: Result<(String, Option<bool>), Vec<RecErr>> = match (method, rest) {
+            ("POST", []) => o.create(rec).map(|id| (id, None)),
+            ("PATCH", []) => match rec.get("id").and_then(Value::as_str) {
+                None => Err(vec![RecErr::new(
+                    "MISSING_ARGUMENT",
+                    "Id not specified in an update call",
+                    &[],
+                )]),
+                Some(id) => {
+                    let mut r = rec.clone();
+                    r.as_object_mut().unwrap().remove("id");
+                    let id = id.to_string();
+                    o.update(&id, &r).map(|_| (id, None)).map_err(|(_, e)| e)
+                }
+            },
+            ("PATCH", ["Lead", field]) => {
+                match rec.get(*field).and_then(Value::as_str).map(str::to_string) {
+                    None => Err(vec![RecErr::new(
+                        "MISSING_ARGUMENT",
+                        format!("{field} not specified"),
+                        &[],
+                    )]),
+                    Some(v) => {
+                        let mut r = rec.clone();
+                        r.as_object_mut().unwrap().remove(*field);
+                        o.upsert(field, &v, &r)
+                            .map(|(id, c)| (id, Some(c)))
+                            .map_err(|(_, e)| e)
+                    }
+                }
+            }
+            _ => {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    "NOT_FOUND",
+                    "The requested resource does not exist",
+                    &[],
+                )
+            }
+        };
+        match outcome {
+            Ok((id, created)) => {
+                let mut r = json!({"id": id, "success": true, "errors": []});
+                if let Some(c) = created {
+                    r["created"] = Value::Bool(c);
+                }
+                results.push(r);
+            }
+            Err(e) => {
+                failed = true;
+                results.push(json!({"success": false, "errors": e.iter().map(RecErr::composite).collect::<Vec<_>>()}));
+            }
+        }
+    }
+    if all_or_none && failed {
+        (o.leads, o.next_id) = snapshot;
+        for r in results.iter_mut().filter(|r| r["success"] == true) {
+            *r = json!({"success": false, "errors": [RecErr::new("ALL_OR_NONE_OPERATION_ROLLED_BACK", "Record rolled back because not all records were valid and the request was using AllOrNone header", &[]).composite()]});
+        }
+    }
+    HttpResponse::Ok().json(Value::Array(results))
+}
