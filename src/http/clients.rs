@@ -86,6 +86,7 @@ pub struct ClientQuery {
     /// One of pending, synced, retrying, dead, held, converted.
     pub state: Option<String>,
     /// 1 to 500; 50 by default.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// `nextCursor` of the previous page.
     pub cursor: Option<String>,
@@ -111,6 +112,7 @@ fn invalid(field: &str, message: &str) -> ApiError {
     params(("name" = String, Path), ClientQuery),
     responses(
         (status = 200, body = ClientPage),
+        (status = 400, description = "A query string that does not parse", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such connection", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A bad filter", body = Problem, content_type = "application/problem+json"),

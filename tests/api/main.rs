@@ -3,6 +3,7 @@
 mod connections;
 #[path = "../support/salesforce_emulator.rs"]
 mod emulator;
+mod emulator_fidelity;
 mod health;
 mod helpers;
 mod openapi;

@@ -42,9 +42,14 @@ struct Service {
 
 impl Service {
     fn start(dir: &Path, port: u16, log_name: &str) -> Self {
+        Self::start_with(dir, port, log_name, &[])
+    }
+
+    fn start_with(dir: &Path, port: u16, log_name: &str, env: &[(&str, &str)]) -> Self {
         let log = dir.join(log_name);
         let out = std::fs::File::create(&log).unwrap();
         let child = command(dir, port)
+            .envs(env.iter().copied())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
             .spawn()
@@ -267,4 +272,126 @@ async fn healthcheck_exits_0_when_ready_and_1_when_nothing_listens() {
         .status()
         .unwrap();
     assert_eq!(down.code(), Some(1));
+}
+
+/// Counts the connection's clients in `state`, through the API.
+async fn count_in_state(base: &str, token: &str, state: &str) -> usize {
+    let page: Value = reqwest::Client::new()
+        .get(format!(
+            "{base}/v1/connections/acme/clients?state={state}&limit=500"
+        ))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    page["clients"].as_array().unwrap().len()
+}
+
+#[tokio::test]
+async fn a_kill_9_in_the_middle_of_a_sync_loses_nothing() {
+    use crate::emulator::{Emulator, OrgConfig};
+    let emu = Emulator::start(OrgConfig::default()).await;
+    // Slow writes, so the kill lands while some are in flight.
+    emu.set_latency(Duration::from_millis(300));
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let env = [("LEADBRIDGE_ALLOW_INSECURE_SALESFORCE", "true")];
+    let mut svc = Service::start_with(dir.path(), port, "first.log", &env);
+    svc.wait_ready().await;
+    let token = std::fs::read_to_string(dir.path().join("leadbridge.db.admin-token")).unwrap();
+    let token = token.trim().to_string();
+    let client = reqwest::Client::new();
+    let cfg = emu.org.lock().unwrap().cfg.clone();
+    let created: Value = client
+        .post(format!("{}/v1/connections", svc.base))
+        .bearer_auth(&token)
+        .json(&json!({
+            "name": "acme", "domainUrl": emu.base, "consumerKey": cfg.client_id,
+            "consumerSecret": cfg.client_secret, "company": "Acme Ltd", "enabled": false,
+            "externalIdField": "B2C_Client_Id__c"
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let secret = created["webhookSecret"].as_str().unwrap().to_string();
+    let clients = 60;
+    for i in 0..clients {
+        let body = json!({"type": "client.created", "data": {"clientId": i, "email": format!("c{i}@x.io"), "info": {"lastName": format!("L{i}")}}});
+        let hook = Webhook::standard(
+            &secret,
+            &format!("evt-{i}"),
+            chrono::Utc::now().timestamp(),
+            &body.to_string(),
+        );
+        let mut req = client
+            .post(format!("{}/v1/webhooks/acme", svc.base))
+            .body(hook.body.clone());
+        for (k, v) in &hook.headers {
+            req = req.header(k, v);
+        }
+        assert_eq!(req.send().await.unwrap().status(), 202);
+    }
+    // Held until now; enabling releases them in batches of 32 concurrent writes.
+    let res = client
+        .patch(format!("{}/v1/connections/acme", svc.base))
+        .bearer_auth(&token)
+        .json(&json!({"enabled": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    // Kill once some Leads have landed while other writes are in flight (the
+    // emulator counts a write on arrival and applies it 300 ms later).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let synced_before = loop {
+        let (landed, arrived) = (emu.leads().len(), emu.writes());
+        if landed > 0 && arrived > landed {
+            break landed;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never caught writes in flight: {}",
+            svc.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    svc.kill9();
+    assert!(
+        synced_before < clients,
+        "the kill came too late to test anything"
+    );
+
+    let mut svc = Service::start_with(dir.path(), port, "second.log", &env);
+    svc.wait_ready().await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count_in_state(&svc.base, &token, "synced").await < clients {
+        assert!(
+            Instant::now() < deadline,
+            "not all synced after restart: {}",
+            svc.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Every client is there exactly once, with its data (upserts are idempotent).
+    let leads = emu.leads();
+    assert_eq!(leads.len(), clients);
+    for i in 0..clients {
+        let lead = leads
+            .iter()
+            .find(|l| l["B2C_Client_Id__c"].as_str() == Some(i.to_string().as_str()))
+            .unwrap_or_else(|| panic!("client {i} is missing"));
+        assert_eq!(lead["Email"], format!("c{i}@x.io"));
+        assert_eq!(lead["LastName"], format!("L{i}"));
+    }
+    assert_eq!(
+        emu.max_in_flight_per_lead(),
+        1,
+        "two writes for one client overlapped"
+    );
 }

@@ -841,3 +841,48 @@ async fn the_client_listing_pages_with_a_cursor_and_checks_its_filters() {
         .unwrap();
     crate::helpers::assert_problem(res, 404, "not_found").await;
 }
+
+#[tokio::test]
+async fn changing_the_credentials_drops_the_cached_token_and_other_edits_do_not() {
+    let (app, emu) = spawn_with_org(OrgConfig::default()).await;
+    let secret = app.connect(&emu, "acme", json!({})).await;
+    accepted(
+        &app,
+        "acme",
+        &secret,
+        &update(1, json!({"email": "a@x.io"})),
+    )
+    .await;
+    app.sync().await;
+    assert_eq!(emu.token_requests(), 1);
+    let patch = |body: Value| {
+        app.admin(Method::PATCH, "/v1/connections/acme")
+            .json(&body)
+            .send()
+    };
+    assert_eq!(patch(json!({"caption": "EU"})).await.unwrap().status(), 200);
+    accepted(
+        &app,
+        "acme",
+        &secret,
+        &update(1, json!({"email": "b@x.io"})),
+    )
+    .await;
+    app.sync().await;
+    assert_eq!(emu.token_requests(), 1, "a caption change keeps the token");
+    let cs = emu.org.lock().unwrap().cfg.client_secret.clone();
+    assert_eq!(
+        patch(json!({"consumerSecret": cs})).await.unwrap().status(),
+        200
+    );
+    accepted(
+        &app,
+        "acme",
+        &secret,
+        &update(1, json!({"email": "c@x.io"})),
+    )
+    .await;
+    app.sync().await;
+    assert_eq!(emu.token_requests(), 2, "new credentials, new token");
+    assert_eq!(emu.leads()[0]["Email"], "c@x.io");
+}

@@ -1,0 +1,228 @@
+//! The emulator itself, checked against SALESFORCE.md, so a lenient double
+//! cannot hide what a real org would refuse.
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::emulator::{Emulator, OrgConfig};
+
+async fn token(emu: &Emulator) -> String {
+    let cfg = emu.org.lock().unwrap().cfg.clone();
+    let res = reqwest::Client::new()
+        .post(format!("{}/services/oauth2/token", emu.base))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", &cfg.client_id),
+            ("client_secret", &cfg.client_secret),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    for field in [
+        "access_token",
+        "signature",
+        "scope",
+        "instance_url",
+        "id",
+        "token_type",
+        "issued_at",
+    ] {
+        assert!(body.get(field).is_some(), "{field}");
+    }
+    assert!(body.get("expires_in").is_none() && body.get("refresh_token").is_none());
+    assert!(
+        body["issued_at"].is_string(),
+        "issued_at is epoch milliseconds as a string"
+    );
+    body["access_token"].as_str().unwrap().to_string()
+}
+
+fn rest(
+    emu: &Emulator,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+) -> reqwest::RequestBuilder {
+    reqwest::Client::new()
+        .request(method, format!("{}/services/data/v62.0/{path}", emu.base))
+        .bearer_auth(token)
+}
+
+#[tokio::test]
+async fn single_record_calls_answer_201_204_and_errorcode_arrays() {
+    let emu = Emulator::start(OrgConfig::default()).await;
+    let t = token(&emu).await;
+    let res = rest(&emu, reqwest::Method::POST, "sobjects/Lead/", &t)
+        .json(&json!({"LastName": "D", "Company": "C"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    assert!(res.headers()["sforce-limit-info"]
+        .to_str()
+        .unwrap()
+        .starts_with("api-usage="));
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["success"], true);
+    let id = body["id"].as_str().unwrap().to_string();
+    let res = rest(
+        &emu,
+        reqwest::Method::PATCH,
+        &format!("sobjects/Lead/{id}"),
+        &t,
+    )
+    .json(&json!({"City": "X"}))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    for (body, code) in [
+        (json!({"LastName": "D"}), "REQUIRED_FIELD_MISSING"),
+        (
+            json!({"LastName": "D", "Company": "C", "MiddleName": "Q"}),
+            "INVALID_FIELD",
+        ),
+        (
+            json!({"LastName": "D", "Company": "C", "Email": "nope"}),
+            "INVALID_EMAIL_ADDRESS",
+        ),
+        (
+            json!({"LastName": "D", "Company": "C", "City": "x".repeat(41)}),
+            "STRING_TOO_LONG",
+        ),
+        (
+            json!({"LastName": "D", "Company": "C", "Id": "00Q"}),
+            "INVALID_FIELD_FOR_INSERT_UPDATE",
+        ),
+    ] {
+        let res = rest(&emu, reqwest::Method::POST, "sobjects/Lead/", &t)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        let errs: Value = res.json().await.unwrap();
+        assert_eq!(errs[0]["errorCode"], code, "{body}");
+        assert!(errs[0]["message"].is_string());
+    }
+    emu.expire_tokens();
+    let res = rest(
+        &emu,
+        reqwest::Method::PATCH,
+        &format!("sobjects/Lead/{id}"),
+        &t,
+    )
+    .json(&json!({"City": "Y"}))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()[0]["errorCode"],
+        "INVALID_SESSION_ID"
+    );
+}
+
+#[tokio::test]
+async fn collections_answer_200_with_per_record_statuscode_errors() {
+    let emu = Emulator::start(OrgConfig::default()).await;
+    let t = token(&emu).await;
+    let rec = |email: &str| json!({"attributes": {"type": "Lead"}, "LastName": "D", "Company": "C", "Email": email});
+    let res = rest(&emu, reqwest::Method::POST, "composite/sobjects", &t)
+        .json(&json!({"allOrNone": false, "records": [rec("a@x.io"), rec("bad"), rec("c@x.io")]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let results: Value = res.json().await.unwrap();
+    assert_eq!(results[0]["success"], true);
+    assert_eq!(results[1]["success"], false);
+    assert_eq!(
+        results[1]["errors"][0]["statusCode"],
+        "INVALID_EMAIL_ADDRESS"
+    );
+    assert!(results[1]["errors"][0].get("errorCode").is_none());
+    assert_eq!(results[2]["success"], true);
+    assert_eq!(emu.leads().len(), 2);
+
+    let res = rest(&emu, reqwest::Method::POST, "composite/sobjects", &t)
+        .json(&json!({"allOrNone": true, "records": [rec("d@x.io"), rec("bad")]}))
+        .send()
+        .await
+        .unwrap();
+    let results: Value = res.json().await.unwrap();
+    assert_eq!(
+        results[0]["errors"][0]["statusCode"],
+        "ALL_OR_NONE_OPERATION_ROLLED_BACK"
+    );
+    assert_eq!(emu.leads().len(), 2, "rolled back");
+
+    let upsert = |v: &str| json!({"attributes": {"type": "Lead"}, "B2C_Client_Id__c": v, "LastName": "D", "Company": "C"});
+    let res = rest(
+        &emu,
+        reqwest::Method::PATCH,
+        "composite/sobjects/Lead/B2C_Client_Id__c",
+        &t,
+    )
+    .json(&json!({"allOrNone": false, "records": [upsert("1"), upsert("1")]}))
+    .send()
+    .await
+    .unwrap();
+    let results: Value = res.json().await.unwrap();
+    assert_eq!(results[0]["created"], true);
+    assert_eq!(results[1]["created"], false);
+
+    let many: Vec<Value> = (0..201).map(|i| rec(&format!("{i}@x.io"))).collect();
+    let res = rest(&emu, reqwest::Method::POST, "composite/sobjects", &t)
+        .json(&json!({"allOrNone": false, "records": many}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()[0]["errorCode"],
+        "EXCEEDED_ID_LIMIT"
+    );
+}
+
+#[tokio::test]
+async fn token_errors_use_the_documented_oauth_codes() {
+    let emu = Emulator::start(OrgConfig::default()).await;
+    let cfg = emu.org.lock().unwrap().cfg.clone();
+    let client = reqwest::Client::new();
+    let url = format!("{}/services/oauth2/token", emu.base);
+    for (form, error) in [
+        (
+            vec![
+                ("grant_type", "client_credentials"),
+                ("client_id", "nope"),
+                ("client_secret", "x"),
+            ],
+            "invalid_client_id",
+        ),
+        (
+            vec![
+                ("grant_type", "client_credentials"),
+                ("client_id", cfg.client_id.as_str()),
+                ("client_secret", "x"),
+            ],
+            "invalid_client",
+        ),
+        (
+            vec![
+                ("grant_type", "password"),
+                ("client_id", cfg.client_id.as_str()),
+                ("client_secret", cfg.client_secret.as_str()),
+            ],
+            "unsupported_grant_type",
+        ),
+    ] {
+        let res = client.post(&url).form(&form).send().await.unwrap();
+        assert_eq!(res.status(), 400);
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["error"], error);
+        assert!(body["error_description"].is_string());
+    }
+}
