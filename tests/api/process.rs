@@ -395,3 +395,74 @@ async fn a_kill_9_in_the_middle_of_a_sync_loses_nothing() {
         "two writes for one client overlapped"
     );
 }
+
+#[tokio::test]
+async fn the_worker_can_run_alone_beside_a_serve_without_one() {
+    use crate::emulator::{Emulator, OrgConfig};
+    let emu = Emulator::start(OrgConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let insecure = ("LEADBRIDGE_ALLOW_INSECURE_SALESFORCE", "true");
+    let mut svc = Service::start_with(
+        dir.path(),
+        port,
+        "serve.log",
+        &[insecure, ("LEADBRIDGE_WORKER", "false")],
+    );
+    svc.wait_ready().await;
+    let token = std::fs::read_to_string(dir.path().join("leadbridge.db.admin-token")).unwrap();
+    let token = token.trim().to_string();
+    let cfg = emu.org.lock().unwrap().cfg.clone();
+    let client = reqwest::Client::new();
+    let created: Value = client
+        .post(format!("{}/v1/connections", svc.base))
+        .bearer_auth(&token)
+        .json(&json!({
+            "name": "acme", "domainUrl": emu.base, "consumerKey": cfg.client_id,
+            "consumerSecret": cfg.client_secret, "company": "Acme Ltd", "enabled": true
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let secret = created["webhookSecret"].as_str().unwrap().to_string();
+    let body = json!({"type": "client.created", "data": {"clientId": 1, "email": "a@x.io"}});
+    let hook = Webhook::standard(
+        &secret,
+        "evt-1",
+        chrono::Utc::now().timestamp(),
+        &body.to_string(),
+    );
+    let mut req = client
+        .post(format!("{}/v1/webhooks/acme", svc.base))
+        .body(hook.body.clone());
+    for (k, v) in &hook.headers {
+        req = req.header(k, v);
+    }
+    assert_eq!(req.send().await.unwrap().status(), 202);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(emu.writes(), 0, "serve without its worker writes nothing");
+
+    let log = std::fs::File::create(dir.path().join("worker.log")).unwrap();
+    let mut worker = command(dir.path(), free_port())
+        .env(insecure.0, insecure.1)
+        .arg("worker")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while count_in_state(&svc.base, &token, "synced").await < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            std::fs::read_to_string(dir.path().join("worker.log")).unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(emu.leads()[0]["Email"], "a@x.io");
+    worker.kill().unwrap();
+    worker.wait().unwrap();
+}
