@@ -38,6 +38,7 @@ struct Service {
     child: Child,
     base: String,
     log: PathBuf,
+    dir: PathBuf,
 }
 
 impl Service {
@@ -58,6 +59,7 @@ impl Service {
             child,
             base: format!("http://127.0.0.1:{port}"),
             log,
+            dir: dir.to_path_buf(),
         }
     }
 
@@ -84,6 +86,38 @@ impl Service {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The admin token the service created beside its database.
+    fn admin_token(&self) -> String {
+        let text = std::fs::read_to_string(self.dir.join("leadbridge.db.admin-token")).unwrap();
+        text.trim().to_string()
+    }
+
+    /// Creates a connection through the API; returns the create answer.
+    async fn create_connection(&self, body: Value) -> Value {
+        let res = reqwest::Client::new()
+            .post(format!("{}/v1/connections", self.base))
+            .bearer_auth(self.admin_token())
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201);
+        res.json().await.unwrap()
+    }
+
+    /// Sends a signed webhook to connection `acme`.
+    async fn post_event(&self, secret: &str, id: &str, body: &Value) -> reqwest::Response {
+        let now = chrono::Utc::now().timestamp();
+        let hook = Webhook::standard(secret, id, now, &body.to_string());
+        let mut req = reqwest::Client::new()
+            .post(format!("{}/v1/webhooks/acme", self.base))
+            .body(hook.body.clone());
+        for (k, v) in &hook.headers {
+            req = req.header(k, v);
+        }
+        req.send().await.unwrap()
     }
 
     fn logs(&self) -> String {
@@ -274,6 +308,19 @@ async fn healthcheck_exits_0_when_ready_and_1_when_nothing_listens() {
     assert_eq!(down.code(), Some(1));
 }
 
+/// A connection `acme` on the emulator's org, with `extra` settings.
+fn emulator_connection(emu: &crate::emulator::Emulator, extra: Value) -> Value {
+    let cfg = emu.org.lock().unwrap().cfg.clone();
+    let mut body = json!({
+        "name": "acme", "domainUrl": emu.base, "consumerKey": cfg.client_id,
+        "consumerSecret": cfg.client_secret, "company": "Acme Ltd", "enabled": true
+    });
+    body.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().cloned().unwrap_or_default());
+    body
+}
+
 /// Counts the connection's clients in `state`, through the API.
 async fn count_in_state(base: &str, token: &str, state: &str) -> usize {
     let page: Value = reqwest::Client::new()
@@ -301,41 +348,20 @@ async fn a_kill_9_in_the_middle_of_a_sync_loses_nothing() {
     let env = [("LEADBRIDGE_ALLOW_INSECURE_SALESFORCE", "true")];
     let mut svc = Service::start_with(dir.path(), port, "first.log", &env);
     svc.wait_ready().await;
-    let token = std::fs::read_to_string(dir.path().join("leadbridge.db.admin-token")).unwrap();
-    let token = token.trim().to_string();
+    let token = svc.admin_token();
     let client = reqwest::Client::new();
-    let cfg = emu.org.lock().unwrap().cfg.clone();
-    let created: Value = client
-        .post(format!("{}/v1/connections", svc.base))
-        .bearer_auth(&token)
-        .json(&json!({
-            "name": "acme", "domainUrl": emu.base, "consumerKey": cfg.client_id,
-            "consumerSecret": cfg.client_secret, "company": "Acme Ltd", "enabled": false,
-            "externalIdField": "B2C_Client_Id__c"
-        }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created = svc
+        .create_connection(emulator_connection(
+            &emu,
+            json!({"enabled": false, "externalIdField": "B2C_Client_Id__c"}),
+        ))
+        .await;
     let secret = created["webhookSecret"].as_str().unwrap().to_string();
     let clients = 60;
     for i in 0..clients {
         let body = json!({"type": "client.created", "data": {"clientId": i, "email": format!("c{i}@x.io"), "info": {"lastName": format!("L{i}")}}});
-        let hook = Webhook::standard(
-            &secret,
-            &format!("evt-{i}"),
-            chrono::Utc::now().timestamp(),
-            &body.to_string(),
-        );
-        let mut req = client
-            .post(format!("{}/v1/webhooks/acme", svc.base))
-            .body(hook.body.clone());
-        for (k, v) in &hook.headers {
-            req = req.header(k, v);
-        }
-        assert_eq!(req.send().await.unwrap().status(), 202);
+        let res = svc.post_event(&secret, &format!("evt-{i}"), &body).await;
+        assert_eq!(res.status(), 202);
     }
     // Held until now; enabling releases them in batches of 32 concurrent writes.
     let res = client
@@ -410,38 +436,13 @@ async fn the_worker_can_run_alone_beside_a_serve_without_one() {
         &[insecure, ("LEADBRIDGE_WORKER", "false")],
     );
     svc.wait_ready().await;
-    let token = std::fs::read_to_string(dir.path().join("leadbridge.db.admin-token")).unwrap();
-    let token = token.trim().to_string();
-    let cfg = emu.org.lock().unwrap().cfg.clone();
-    let client = reqwest::Client::new();
-    let created: Value = client
-        .post(format!("{}/v1/connections", svc.base))
-        .bearer_auth(&token)
-        .json(&json!({
-            "name": "acme", "domainUrl": emu.base, "consumerKey": cfg.client_id,
-            "consumerSecret": cfg.client_secret, "company": "Acme Ltd", "enabled": true
-        }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let token = svc.admin_token();
+    let created = svc
+        .create_connection(emulator_connection(&emu, json!({})))
+        .await;
     let secret = created["webhookSecret"].as_str().unwrap().to_string();
     let body = json!({"type": "client.created", "data": {"clientId": 1, "email": "a@x.io"}});
-    let hook = Webhook::standard(
-        &secret,
-        "evt-1",
-        chrono::Utc::now().timestamp(),
-        &body.to_string(),
-    );
-    let mut req = client
-        .post(format!("{}/v1/webhooks/acme", svc.base))
-        .body(hook.body.clone());
-    for (k, v) in &hook.headers {
-        req = req.header(k, v);
-    }
-    assert_eq!(req.send().await.unwrap().status(), 202);
+    assert_eq!(svc.post_event(&secret, "evt-1", &body).await.status(), 202);
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(emu.writes(), 0, "serve without its worker writes nothing");
 
