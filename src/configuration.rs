@@ -94,6 +94,14 @@ pub struct SettingsArgs {
     /// keep it below the org's session timeout).
     #[arg(long, env = "LEADBRIDGE_TOKEN_TTL_SECS", default_value_t = 45 * 60, global = true)]
     pub token_ttl_secs: u64,
+    /// How long a worker holds a client; a killed replica's clients return after it.
+    #[arg(
+        long,
+        env = "LEADBRIDGE_LEASE_SECS",
+        default_value_t = 300,
+        global = true
+    )]
+    pub lease_secs: u64,
 }
 
 impl SettingsArgs {
@@ -145,6 +153,9 @@ impl Settings {
         }
         if args.token_ttl_secs == 0 {
             bail!("LEADBRIDGE_TOKEN_TTL_SECS must be above 0");
+        }
+        if args.lease_secs < 2 {
+            bail!("LEADBRIDGE_LEASE_SECS must be at least 2");
         }
         let env_token = non_empty_env(ADMIN_TOKEN_ENV)?;
         let env_key = non_empty_env(MASTER_KEY_ENV)?;
@@ -208,7 +219,10 @@ impl Settings {
                     token_ttl: std::time::Duration::from_secs(args.token_ttl_secs),
                     ..SalesforceSettings::default()
                 },
-                sync: SyncSettings::default(),
+                sync: SyncSettings {
+                    lease: std::time::Duration::from_secs(args.lease_secs),
+                    ..SyncSettings::default()
+                },
             },
             vec![("admin token", token_src), ("master key", key_src)],
         ))

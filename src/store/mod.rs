@@ -2,6 +2,8 @@
 //!
 //! The store sees secrets only sealed; it never holds a key to open them.
 
+pub mod postgres;
+mod rows;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -149,8 +151,11 @@ pub struct ClientUpdate {
     pub warnings: Vec<String>,
     pub known: String,
     pub company_sent: bool,
-    /// Events up to this `seq` are done (confirmed by Salesforce, or skipped).
-    pub processed_up_to: Option<i64>,
+    /// These events (by `seq`) are done: confirmed by Salesforce, or skipped.
+    /// Listed one by one: with concurrent writers, sequence order is not commit
+    /// order, so "everything up to the highest seq read" could include an
+    /// event this attempt never saw.
+    pub processed: Vec<i64>,
 }
 
 /// Why the store could not do what was asked.
@@ -289,14 +294,17 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<u64, StoreError>;
 }
 
+/// Connections each replica keeps to PostgreSQL.
+pub const POSTGRES_POOL_SIZE: u32 = 16;
+
 /// Opens the store named by a database URL and brings its schema up to date.
 pub async fn open(url: &str) -> anyhow::Result<std::sync::Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
         Ok(std::sync::Arc::new(sqlite::SqliteStore::open(url).await?))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        anyhow::bail!(
-            "PostgreSQL is not supported by this version yet; use a sqlite:// database URL"
-        )
+        Ok(std::sync::Arc::new(
+            postgres::PgStore::open(url, POSTGRES_POOL_SIZE).await?,
+        ))
     } else {
         anyhow::bail!("LEADBRIDGE_DATABASE_URL must start with sqlite:// or postgres://")
     }

@@ -6,16 +6,18 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-use super::{
-    from_millis, to_millis, Claim, ClientRecord, ClientState, ClientUpdate, Inserted, NewEvent,
-    NextAttempt, Store, StoreError, StoredEvent, SyncError, WebhookSecretRecord,
+use super::rows::{
+    client_from_row, connection_from_row, event_from_row, mapping_json, secret_from_row,
+    unique_violation,
 };
-use crate::connections::{Connection, SignatureScheme};
+use super::{
+    to_millis, Claim, ClientRecord, ClientState, ClientUpdate, Inserted, NewEvent, NextAttempt,
+    Store, StoreError, StoredEvent, SyncError, WebhookSecretRecord,
+};
+use crate::connections::Connection;
 
 /// SQLite-backed [`Store`].
 #[derive(Debug, Clone)]
@@ -42,66 +44,6 @@ impl SqliteStore {
         MIGRATOR.run(&pool).await?;
         Ok(Self { pool })
     }
-}
-
-fn unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
-}
-
-fn connection_from_row(row: &SqliteRow) -> Result<Connection, StoreError> {
-    let scheme: String = row.try_get("signature_scheme")?;
-    let mapping: String = row.try_get("field_mapping")?;
-    Ok(Connection {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        caption: row.try_get("caption")?,
-        provider: row.try_get("provider")?,
-        domain_url: row.try_get("domain_url")?,
-        consumer_key: row.try_get("consumer_key")?,
-        consumer_secret_sealed: row.try_get("consumer_secret_sealed")?,
-        company: row.try_get("company")?,
-        enabled: row.try_get::<i64, _>("enabled")? != 0,
-        field_mapping: serde_json::from_str(&mapping)
-            .map_err(|e| StoreError::Corrupt(format!("field_mapping: {e}")))?,
-        external_id_field: row.try_get("external_id_field")?,
-        api_version: row.try_get("api_version")?,
-        signature_scheme: SignatureScheme::parse(&scheme)
-            .ok_or_else(|| StoreError::Corrupt(format!("signature_scheme {scheme}")))?,
-        signature_header: row.try_get("signature_header")?,
-        created_at: from_millis(row.try_get("created_at")?)?,
-        updated_at: from_millis(row.try_get("updated_at")?)?,
-    })
-}
-
-fn secret_from_row(row: &SqliteRow) -> Result<WebhookSecretRecord, StoreError> {
-    Ok(WebhookSecretRecord {
-        id: row.try_get("id")?,
-        connection_id: row.try_get("connection_id")?,
-        sealed: row.try_get("sealed")?,
-        created_at: from_millis(row.try_get("created_at")?)?,
-        expires_at: row
-            .try_get::<Option<i64>, _>("expires_at")?
-            .map(from_millis)
-            .transpose()?,
-    })
-}
-
-fn event_from_row(row: &SqliteRow) -> Result<StoredEvent, StoreError> {
-    Ok(StoredEvent {
-        seq: row.try_get("seq")?,
-        id: row.try_get("id")?,
-        connection_id: row.try_get("connection_id")?,
-        idempotency_key: row.try_get("idempotency_key")?,
-        client_id: row.try_get("client_id")?,
-        event_type: row.try_get("event_type")?,
-        occurred_at: from_millis(row.try_get("occurred_at")?)?,
-        received_at: from_millis(row.try_get("received_at")?)?,
-        payload: row.try_get("payload")?,
-    })
-}
-
-fn mapping_json(conn: &Connection) -> String {
-    serde_json::to_string(&conn.field_mapping).expect("a FieldMapping always serializes")
 }
 
 #[async_trait]
@@ -494,10 +436,10 @@ impl Store for SqliteStore {
         if updated.rows_affected() == 0 {
             return Ok(false);
         }
-        if let Some(seq) = u.processed_up_to {
+        for seq in &u.processed {
             sqlx::query(
                 "UPDATE events SET processed_at = ?
-                 WHERE connection_id = ? AND client_id = ? AND seq <= ? AND processed_at IS NULL",
+                 WHERE connection_id = ? AND client_id = ? AND seq = ? AND processed_at IS NULL",
             )
             .bind(now)
             .bind(&claim.connection_id)
@@ -629,35 +571,3 @@ const CLIENT_SELECT: &str = "SELECT c.*, (SELECT COUNT(*) FROM events e
 const REQUEUE: &str = "UPDATE clients SET
     state = CASE WHEN state = 'converted' THEN state ELSE 'pending' END,
     attempts = 0, first_failure_at = NULL, next_attempt_at = ?, updated_at = ?";
-
-fn client_from_row(row: &SqliteRow) -> Result<ClientRecord, StoreError> {
-    let state: String = row.try_get("state")?;
-    let code: Option<String> = row.try_get("last_error_code")?;
-    let message: Option<String> = row.try_get("last_error_message")?;
-    let warnings: String = row.try_get("warnings")?;
-    let time = |name: &str| -> Result<Option<DateTime<Utc>>, StoreError> {
-        row.try_get::<Option<i64>, _>(name)?
-            .map(from_millis)
-            .transpose()
-    };
-    Ok(ClientRecord {
-        connection_id: row.try_get("connection_id")?,
-        client_id: row.try_get("client_id")?,
-        state: ClientState::parse(&state)
-            .ok_or_else(|| StoreError::Corrupt(format!("client state {state}")))?,
-        lead_id: row.try_get("lead_id")?,
-        attempts: row.try_get::<i64, _>("attempts")? as u32,
-        first_failure_at: time("first_failure_at")?,
-        next_attempt_at: time("next_attempt_at")?,
-        last_error: code.map(|code| SyncError {
-            code,
-            message: message.unwrap_or_default(),
-        }),
-        last_synced_at: time("last_synced_at")?,
-        warnings: serde_json::from_str(&warnings)
-            .map_err(|e| StoreError::Corrupt(format!("warnings: {e}")))?,
-        known: row.try_get("known")?,
-        company_sent: row.try_get::<i64, _>("company_sent")? != 0,
-        pending_events: row.try_get::<i64, _>("pending_events")? as u32,
-    })
-}

@@ -166,7 +166,7 @@ impl Worker {
             .store
             .client_events(&claim.connection_id, &claim.client_id)
             .await?;
-        let last_seq = events.last().map(|e| e.seq);
+        let read: Vec<i64> = events.iter().map(|e| e.seq).collect();
         let known: Known = serde_json::from_str(&client.known).unwrap_or_default();
         let pending: Vec<Pending> = events
             .iter()
@@ -187,7 +187,16 @@ impl Worker {
         } else if events.is_empty() {
             Attempt::NothingToSend
         } else {
-            self.write(&conn, &client, &merge).await
+            // Bounded well inside the lease, so no other worker can claim the
+            // client while this write may still reach Salesforce.
+            let budget = self.settings.lease / 2;
+            match tokio::time::timeout(budget, self.write(&conn, &client, &merge)).await {
+                Ok(attempt) => attempt,
+                Err(_) => Attempt::Failed(Failure::Transient {
+                    code: "TIMEOUT".into(),
+                    message: format!("the write took longer than {} s", budget.as_secs()),
+                }),
+            }
         };
         let now = self.clock.now();
         if let Attempt::Failed(Failure::DailyLimit { message }) = &attempt {
@@ -205,7 +214,7 @@ impl Worker {
                 .release_client(claim, &self.owner, Some(&err))
                 .await;
         }
-        let update = self.outcome(&conn, &client, attempt, &merge, last_seq, now);
+        let update = self.outcome(&conn, &client, attempt, &merge, read, now);
         if !self
             .store
             .finish_client(claim, &self.owner, &update, now)
@@ -223,7 +232,7 @@ impl Worker {
         client: &ClientRecord,
         attempt: Attempt,
         merge: &Merge,
-        last_seq: Option<i64>,
+        read: Vec<i64>,
         now: DateTime<Utc>,
     ) -> ClientUpdate {
         let merged = serde_json::to_string(&merge.merged).expect("Known serializes");
@@ -238,7 +247,7 @@ impl Worker {
             warnings: client.warnings.clone(),
             known: client.known.clone(),
             company_sent: client.company_sent,
-            processed_up_to: None,
+            processed: Vec::new(),
         };
         match attempt {
             Attempt::Written { lead_id, warnings } => {
@@ -252,14 +261,14 @@ impl Worker {
                 u.warnings = warnings;
                 u.known = merged;
                 u.company_sent = true;
-                u.processed_up_to = last_seq;
+                u.processed = read.clone();
             }
             Attempt::NothingToSend => {
                 if client.lead_id.is_some() {
                     u.state = ClientState::Synced;
                 }
                 u.known = merged;
-                u.processed_up_to = last_seq;
+                u.processed = read.clone();
             }
             Attempt::Converted { message } => {
                 tracing::info!(connection = %conn.name, client_id = %client.client_id, "lead converted; updates stopped");
@@ -268,7 +277,7 @@ impl Worker {
                     code: "CANNOT_UPDATE_CONVERTED_LEAD".into(),
                     message,
                 });
-                u.processed_up_to = last_seq;
+                u.processed = read.clone();
             }
             Attempt::Failed(failure) => {
                 let error = SyncError {

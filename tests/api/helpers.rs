@@ -10,12 +10,12 @@ use leadbridge::configuration::{LogFormat, Settings};
 use leadbridge::crypto::{generate_admin_token, MasterKey};
 use leadbridge::salesforce::SalesforceSettings;
 use leadbridge::startup::Application;
-use leadbridge::store::sqlite::SqliteStore;
 use leadbridge::store::Store;
 use leadbridge::sync::{SyncSettings, Worker};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
+use crate::backend::TestDb;
 use crate::emulator::{Emulator, OrgConfig};
 
 /// Every log line written by any app in this test process.
@@ -56,9 +56,8 @@ pub struct TestApp {
     pub store: Arc<dyn Store>,
     pub clock: Arc<ManualClock>,
     pub client: reqwest::Client,
-    pub db_path: std::path::PathBuf,
     pub worker: Arc<Worker>,
-    _dir: tempfile::TempDir,
+    pub db: TestDb,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -68,14 +67,12 @@ pub async fn spawn_app() -> TestApp {
 /// Starts an app after `tweak` has adjusted its settings.
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     logs();
-    let dir = tempfile::tempdir().unwrap();
-    let db_path = dir.path().join("test.db");
-    let url = format!("sqlite://{}", db_path.display());
+    let db = TestDb::new().await;
     let admin_token = generate_admin_token();
     let master_key = MasterKey::generate_encoded();
     let mut settings = Settings {
         listen: "127.0.0.1:0".into(),
-        database_url: url.clone(),
+        database_url: db.url.clone(),
         admin_token: admin_token.clone(),
         master_key: MasterKey::parse(master_key.expose_secret()).unwrap(),
         allow_insecure_salesforce: false,
@@ -86,7 +83,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
         sync: SyncSettings::default(),
     };
     tweak(&mut settings);
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await.unwrap());
+    let store = db.open().await;
     let clock = Arc::new(ManualClock::new(Utc::now()));
     let app = Application::build_with(settings, store.clone(), clock.clone())
         .await
@@ -101,9 +98,8 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
         store,
         clock,
         client: reqwest::Client::new(),
-        db_path,
         worker,
-        _dir: dir,
+        db,
     }
 }
 

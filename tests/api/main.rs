@@ -1,5 +1,6 @@
 //! The service from outside: one test binary, a fresh app per test.
 
+mod backend;
 mod connections;
 #[path = "../support/salesforce_emulator.rs"]
 mod emulator;

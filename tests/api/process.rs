@@ -4,10 +4,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use leadbridge::store::sqlite::SqliteStore;
-use leadbridge::store::Store;
+use leadbridge::crypto::{generate_admin_token, MasterKey};
+use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
+use crate::backend::TestDb;
 use crate::helpers::{client_event, Webhook};
 
 const BIN: &str = env!("CARGO_BIN_EXE_leadbridge");
@@ -34,22 +35,75 @@ fn command(dir: &Path, port: u16) -> Command {
     cmd
 }
 
+/// Where a spawned service keeps its data: the suite's backend. With SQLite the
+/// service uses its default `leadbridge.db` in a fresh directory and makes its
+/// own secrets; with PostgreSQL it gets the URL, token and key as variables.
+struct Target {
+    db: TestDb,
+    env: Vec<(String, String)>,
+    token: Option<String>,
+}
+
+impl Target {
+    async fn new() -> Self {
+        let db = TestDb::new().await;
+        if !db.is_postgres() {
+            return Self {
+                db,
+                env: vec![],
+                token: None,
+            };
+        }
+        let token = generate_admin_token().expose_secret().to_string();
+        let key = MasterKey::generate_encoded().expose_secret().to_string();
+        let env = vec![
+            ("LEADBRIDGE_DATABASE_URL".to_string(), db.url.clone()),
+            ("LEADBRIDGE_ADMIN_TOKEN".to_string(), token.clone()),
+            ("LEADBRIDGE_MASTER_KEY".to_string(), key),
+        ];
+        Self {
+            db,
+            env,
+            token: Some(token),
+        }
+    }
+
+    fn dir(&self) -> &Path {
+        self.db.dir()
+    }
+
+    /// The URL of the database the service uses.
+    fn database_url(&self) -> String {
+        match self.token {
+            Some(_) => self.db.url.clone(),
+            None => format!("sqlite://{}", self.dir().join("leadbridge.db").display()),
+        }
+    }
+
+    fn command(&self, port: u16) -> Command {
+        let mut cmd = command(self.dir(), port);
+        cmd.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        cmd
+    }
+}
+
 struct Service {
     child: Child,
     base: String,
     log: PathBuf,
-    dir: PathBuf,
+    token: String,
 }
 
 impl Service {
-    fn start(dir: &Path, port: u16, log_name: &str) -> Self {
-        Self::start_with(dir, port, log_name, &[])
+    fn start(target: &Target, port: u16, log_name: &str) -> Self {
+        Self::start_with(target, port, log_name, &[])
     }
 
-    fn start_with(dir: &Path, port: u16, log_name: &str, env: &[(&str, &str)]) -> Self {
-        let log = dir.join(log_name);
+    fn start_with(target: &Target, port: u16, log_name: &str, env: &[(&str, &str)]) -> Self {
+        let log = target.dir().join(log_name);
         let out = std::fs::File::create(&log).unwrap();
-        let child = command(dir, port)
+        let child = target
+            .command(port)
             .envs(env.iter().copied())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
@@ -59,7 +113,7 @@ impl Service {
             child,
             base: format!("http://127.0.0.1:{port}"),
             log,
-            dir: dir.to_path_buf(),
+            token: target.token.clone().unwrap_or_default(),
         }
     }
 
@@ -88,10 +142,14 @@ impl Service {
         }
     }
 
-    /// The admin token the service created beside its database.
+    /// The admin token (read once the service has started).
     fn admin_token(&self) -> String {
-        let text = std::fs::read_to_string(self.dir.join("leadbridge.db.admin-token")).unwrap();
-        text.trim().to_string()
+        if self.token.is_empty() {
+            let dir = self.log.parent().unwrap();
+            let text = std::fs::read_to_string(dir.join("leadbridge.db.admin-token")).unwrap();
+            return text.trim().to_string();
+        }
+        self.token.clone()
     }
 
     /// Creates a connection through the API; returns the create answer.
@@ -139,15 +197,20 @@ impl Drop for Service {
 
 #[tokio::test]
 async fn first_start_creates_the_secret_files_and_logs_their_paths_only() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut svc = Service::start(dir.path(), free_port(), "out.log");
+    // About the SQLite first start, so always on SQLite.
+    let target = Target {
+        db: TestDb::sqlite().await,
+        env: vec![],
+        token: None,
+    };
+    let mut svc = Service::start(&target, free_port(), "out.log");
     svc.wait_ready().await;
-    let token = std::fs::read_to_string(dir.path().join("leadbridge.db.admin-token")).unwrap();
-    let key = std::fs::read_to_string(dir.path().join("leadbridge.db.master-key")).unwrap();
+    let token = std::fs::read_to_string(target.dir().join("leadbridge.db.admin-token")).unwrap();
+    let key = std::fs::read_to_string(target.dir().join("leadbridge.db.master-key")).unwrap();
     #[cfg(unix)]
     for f in ["leadbridge.db.admin-token", "leadbridge.db.master-key"] {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join(f))
+        let mode = std::fs::metadata(target.dir().join(f))
             .unwrap()
             .permissions()
             .mode();
@@ -170,11 +233,11 @@ async fn first_start_creates_the_secret_files_and_logs_their_paths_only() {
 
 #[tokio::test]
 async fn a_restart_after_sigkill_keeps_every_accepted_event() {
-    let dir = tempfile::tempdir().unwrap();
+    let target = Target::new().await;
     let port = free_port();
-    let mut svc = Service::start(dir.path(), port, "first.log");
+    let mut svc = Service::start(&target, port, "first.log");
     svc.wait_ready().await;
-    let token = std::fs::read_to_string(dir.path().join("leadbridge.db.admin-token")).unwrap();
+    let token = svc.admin_token();
     let client = reqwest::Client::new();
     let created: Value = client
         .post(format!("{}/v1/connections", svc.base))
@@ -213,13 +276,10 @@ async fn a_restart_after_sigkill_keeps_every_accepted_event() {
     }
     svc.kill9();
 
-    // What the database file holds after the kill, read by a fresh store.
-    let store = SqliteStore::open(&format!(
-        "sqlite://{}",
-        dir.path().join("leadbridge.db").display()
-    ))
-    .await
-    .unwrap();
+    // What the database holds after the kill, read by a fresh store.
+    let store = leadbridge::store::open(&target.database_url())
+        .await
+        .unwrap();
     let conn = store.get_connection("acme").await.unwrap().unwrap();
     let mut stored: Vec<String> = store
         .pending_events(&conn.id)
@@ -234,7 +294,7 @@ async fn a_restart_after_sigkill_keeps_every_accepted_event() {
     assert_eq!(stored, accepted);
 
     // The restarted service knows every id: resending each is a duplicate with the same event id.
-    let mut svc = Service::start(dir.path(), port, "second.log");
+    let mut svc = Service::start(&target, port, "second.log");
     svc.wait_ready().await;
     let again = futures_util::future::join_all((0..200).map(|i| send(format!("evt-{i}")))).await;
     for ((status, body), (_, first)) in again.iter().zip(&answers) {
@@ -243,7 +303,7 @@ async fn a_restart_after_sigkill_keeps_every_accepted_event() {
     }
     let logs = format!(
         "{}{}",
-        std::fs::read_to_string(dir.path().join("first.log")).unwrap(),
+        std::fs::read_to_string(target.dir().join("first.log")).unwrap(),
         svc.logs()
     );
     assert!(!logs.contains(&secret) && !logs.contains(token.trim()));
@@ -270,12 +330,13 @@ async fn postgres_without_its_secrets_refuses_to_start_saying_why() {
 
 #[tokio::test]
 async fn a_master_key_other_than_the_databases_refuses_to_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut svc = Service::start(dir.path(), free_port(), "out.log");
+    let target = Target::new().await;
+    let mut svc = Service::start(&target, free_port(), "out.log");
     svc.wait_ready().await;
     svc.kill9();
     let other = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
-    let out = command(dir.path(), free_port())
+    let out = target
+        .command(free_port())
         .env("LEADBRIDGE_MASTER_KEY", other)
         .output()
         .unwrap();
@@ -290,17 +351,15 @@ async fn a_master_key_other_than_the_databases_refuses_to_start() {
 
 #[tokio::test]
 async fn healthcheck_exits_0_when_ready_and_1_when_nothing_listens() {
-    let dir = tempfile::tempdir().unwrap();
+    let target = Target::new().await;
     let port = free_port();
-    let mut svc = Service::start(dir.path(), port, "out.log");
+    let mut svc = Service::start(&target, port, "out.log");
     svc.wait_ready().await;
-    let ok = command(dir.path(), port)
-        .arg("healthcheck")
-        .status()
-        .unwrap();
+    let ok = target.command(port).arg("healthcheck").status().unwrap();
     assert!(ok.success());
     svc.kill9();
-    let down = command(dir.path(), port)
+    let down = target
+        .command(port)
         .arg("healthcheck")
         .stderr(Stdio::null())
         .status()
@@ -343,10 +402,15 @@ async fn a_kill_9_in_the_middle_of_a_sync_loses_nothing() {
     let emu = Emulator::start(OrgConfig::default()).await;
     // Slow writes, so the kill lands while some are in flight.
     emu.set_latency(Duration::from_millis(300));
-    let dir = tempfile::tempdir().unwrap();
+    let target = Target::new().await;
     let port = free_port();
-    let env = [("LEADBRIDGE_ALLOW_INSECURE_SALESFORCE", "true")];
-    let mut svc = Service::start_with(dir.path(), port, "first.log", &env);
+    // With PostgreSQL the killed process's leases are taken over when they end
+    // (SQLite, one process, releases them at start): keep them short here.
+    let env = [
+        ("LEADBRIDGE_ALLOW_INSECURE_SALESFORCE", "true"),
+        ("LEADBRIDGE_LEASE_SECS", "3"),
+    ];
+    let mut svc = Service::start_with(&target, port, "first.log", &env);
     svc.wait_ready().await;
     let token = svc.admin_token();
     let client = reqwest::Client::new();
@@ -393,7 +457,7 @@ async fn a_kill_9_in_the_middle_of_a_sync_loses_nothing() {
         "the kill came too late to test anything"
     );
 
-    let mut svc = Service::start_with(dir.path(), port, "second.log", &env);
+    let mut svc = Service::start_with(&target, port, "second.log", &env);
     svc.wait_ready().await;
     let deadline = Instant::now() + Duration::from_secs(60);
     while count_in_state(&svc.base, &token, "synced").await < clients {
@@ -426,11 +490,11 @@ async fn a_kill_9_in_the_middle_of_a_sync_loses_nothing() {
 async fn the_worker_can_run_alone_beside_a_serve_without_one() {
     use crate::emulator::{Emulator, OrgConfig};
     let emu = Emulator::start(OrgConfig::default()).await;
-    let dir = tempfile::tempdir().unwrap();
+    let target = Target::new().await;
     let port = free_port();
     let insecure = ("LEADBRIDGE_ALLOW_INSECURE_SALESFORCE", "true");
     let mut svc = Service::start_with(
-        dir.path(),
+        &target,
         port,
         "serve.log",
         &[insecure, ("LEADBRIDGE_WORKER", "false")],
@@ -446,8 +510,9 @@ async fn the_worker_can_run_alone_beside_a_serve_without_one() {
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(emu.writes(), 0, "serve without its worker writes nothing");
 
-    let log = std::fs::File::create(dir.path().join("worker.log")).unwrap();
-    let mut worker = command(dir.path(), free_port())
+    let log = std::fs::File::create(target.dir().join("worker.log")).unwrap();
+    let mut worker = target
+        .command(free_port())
         .env(insecure.0, insecure.1)
         .arg("worker")
         .stdout(log.try_clone().unwrap())
@@ -459,7 +524,7 @@ async fn the_worker_can_run_alone_beside_a_serve_without_one() {
         assert!(
             Instant::now() < deadline,
             "{}",
-            std::fs::read_to_string(dir.path().join("worker.log")).unwrap()
+            std::fs::read_to_string(target.dir().join("worker.log")).unwrap()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -1,0 +1,562 @@
+//! The store for several replicas: PostgreSQL. Claims use `FOR UPDATE SKIP
+//! LOCKED` plus a lease expiry, so replicas never write one client at once and
+//! a killed replica's clients are picked up again when its leases end.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{PgPool, Row};
+
+use super::rows::{
+    client_from_row, connection_from_row, event_from_row, mapping_json, secret_from_row,
+    unique_violation,
+};
+use super::{
+    to_millis, Claim, ClientRecord, ClientState, ClientUpdate, Inserted, NewEvent, NextAttempt,
+    Store, StoreError, StoredEvent, SyncError, WebhookSecretRecord,
+};
+use crate::connections::Connection;
+
+/// PostgreSQL-backed [`Store`].
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+impl PgStore {
+    /// Connects to a `postgres://` URL and brings the schema up to date.
+    /// Replicas starting together are fine: sqlx serialises migrations with an advisory lock.
+    pub async fn open(url: &str, max_connections: u32) -> anyhow::Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+}
+
+/// A client row with the count of its events not yet done.
+const CLIENT_SELECT: &str = "SELECT c.*, (SELECT COUNT(*) FROM events e
+    WHERE e.connection_id = c.connection_id AND e.client_id = c.client_id
+      AND e.processed_at IS NULL) AS pending_events FROM clients c";
+
+const REQUEUE: &str = "UPDATE clients SET
+    state = CASE WHEN state = 'converted' THEN state ELSE 'pending' END,
+    attempts = 0, first_failure_at = NULL, next_attempt_at = $1, updated_at = $1";
+
+#[async_trait]
+impl Store for PgStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn meta_get(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn meta_insert_if_absent(&self, key: &str, value: &str) -> Result<String, StoreError> {
+        sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+            .bind(key)
+            .bind(value)
+            .execute(&self.pool)
+            .await?;
+        self.meta_get(key)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("meta {key} vanished")))
+    }
+
+    async fn insert_connection(
+        &self,
+        c: &Connection,
+        secret: &WebhookSecretRecord,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO connections (id, name, caption, provider, domain_url, consumer_key,
+                consumer_secret_sealed, company, enabled, field_mapping, external_id_field,
+                api_version, signature_scheme, signature_header, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+        )
+        .bind(&c.id)
+        .bind(&c.name)
+        .bind(&c.caption)
+        .bind(&c.provider)
+        .bind(&c.domain_url)
+        .bind(&c.consumer_key)
+        .bind(&c.consumer_secret_sealed)
+        .bind(&c.company)
+        .bind(c.enabled)
+        .bind(mapping_json(c))
+        .bind(&c.external_id_field)
+        .bind(&c.api_version)
+        .bind(c.signature_scheme.as_str())
+        .bind(&c.signature_header)
+        .bind(to_millis(c.created_at))
+        .bind(to_millis(c.updated_at))
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Err(e) if unique_violation(&e) => return Err(StoreError::Conflict),
+            other => other?,
+        };
+        sqlx::query(
+            "INSERT INTO webhook_secrets (id, connection_id, sealed, created_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&secret.id)
+        .bind(&secret.connection_id)
+        .bind(&secret.sealed)
+        .bind(to_millis(secret.created_at))
+        .bind(secret.expires_at.map(to_millis))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_connections(&self) -> Result<Vec<Connection>, StoreError> {
+        sqlx::query("SELECT * FROM connections ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(connection_from_row)
+            .collect()
+    }
+
+    async fn get_connection(&self, name: &str) -> Result<Option<Connection>, StoreError> {
+        sqlx::query("SELECT * FROM connections WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(connection_from_row)
+            .transpose()
+    }
+
+    async fn update_connection(&self, c: &Connection) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE connections SET caption = $1, domain_url = $2, consumer_key = $3,
+                consumer_secret_sealed = $4, company = $5, enabled = $6, field_mapping = $7,
+                external_id_field = $8, api_version = $9, signature_scheme = $10,
+                signature_header = $11, updated_at = $12
+             WHERE id = $13",
+        )
+        .bind(&c.caption)
+        .bind(&c.domain_url)
+        .bind(&c.consumer_key)
+        .bind(&c.consumer_secret_sealed)
+        .bind(&c.company)
+        .bind(c.enabled)
+        .bind(mapping_json(c))
+        .bind(&c.external_id_field)
+        .bind(&c.api_version)
+        .bind(c.signature_scheme.as_str())
+        .bind(&c.signature_header)
+        .bind(to_millis(c.updated_at))
+        .bind(&c.id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_connection(&self, name: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM connections WHERE name = $1")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn valid_webhook_secrets(
+        &self,
+        connection_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<WebhookSecretRecord>, StoreError> {
+        sqlx::query(
+            "SELECT * FROM webhook_secrets
+             WHERE connection_id = $1 AND (expires_at IS NULL OR expires_at > $2)
+             ORDER BY created_at DESC",
+        )
+        .bind(connection_id)
+        .bind(to_millis(now))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(secret_from_row)
+        .collect()
+    }
+
+    async fn rotate_webhook_secret(
+        &self,
+        new: &WebhookSecretRecord,
+        overlap_until: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let now = to_millis(new.created_at);
+        let until = to_millis(overlap_until);
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE webhook_secrets SET expires_at = $1
+             WHERE connection_id = $2 AND (expires_at IS NULL OR expires_at > $1)",
+        )
+        .bind(until)
+        .bind(&new.connection_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM webhook_secrets WHERE connection_id = $1 AND expires_at <= $2")
+            .bind(&new.connection_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO webhook_secrets (id, connection_id, sealed, created_at, expires_at)
+             VALUES ($1, $2, $3, $4, NULL)",
+        )
+        .bind(&new.id)
+        .bind(&new.connection_id)
+        .bind(&new.sealed)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn insert_event(&self, e: &NewEvent) -> Result<Inserted, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "INSERT INTO events (id, connection_id, idempotency_key, client_id, event_type,
+                occurred_at, received_at, payload)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (connection_id, idempotency_key) DO NOTHING",
+        )
+        .bind(&e.id)
+        .bind(&e.connection_id)
+        .bind(&e.idempotency_key)
+        .bind(&e.client_id)
+        .bind(&e.event_type)
+        .bind(to_millis(e.occurred_at))
+        .bind(to_millis(e.received_at))
+        .bind(&e.payload)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            let event_id: String = sqlx::query_scalar(
+                "SELECT id FROM events WHERE connection_id = $1 AND idempotency_key = $2",
+            )
+            .bind(&e.connection_id)
+            .bind(&e.idempotency_key)
+            .fetch_one(&mut *tx)
+            .await?;
+            return Ok(Inserted::Duplicate { event_id });
+        }
+        // The client becomes due; a dead one starts over, a retrying one keeps its backoff.
+        sqlx::query(
+            "INSERT INTO clients AS c (connection_id, client_id, state, next_attempt_at, updated_at)
+             VALUES ($1, $2, 'pending', $3, $3)
+             ON CONFLICT (connection_id, client_id) DO UPDATE SET
+               state = CASE WHEN c.state IN ('synced', 'dead') THEN 'pending' ELSE c.state END,
+               attempts = CASE WHEN c.state = 'dead' THEN 0 ELSE c.attempts END,
+               first_failure_at = CASE WHEN c.state = 'dead' THEN NULL ELSE c.first_failure_at END,
+               next_attempt_at = CASE
+                 WHEN c.state = 'retrying' AND c.next_attempt_at IS NOT NULL THEN c.next_attempt_at
+                 ELSE LEAST(c.next_attempt_at, excluded.next_attempt_at)
+               END,
+               updated_at = excluded.updated_at",
+        )
+        .bind(&e.connection_id)
+        .bind(&e.client_id)
+        .bind(to_millis(e.received_at))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Inserted::Accepted)
+    }
+
+    async fn pending_events(&self, connection_id: &str) -> Result<Vec<StoredEvent>, StoreError> {
+        sqlx::query(
+            "SELECT * FROM events WHERE connection_id = $1 AND processed_at IS NULL ORDER BY seq",
+        )
+        .bind(connection_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(event_from_row)
+        .collect()
+    }
+
+    async fn connection_by_id(&self, id: &str) -> Result<Option<Connection>, StoreError> {
+        sqlx::query("SELECT * FROM connections WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(connection_from_row)
+            .transpose()
+    }
+
+    async fn pause_connection(
+        &self,
+        connection_id: &str,
+        until: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE connections SET paused_until = $1, pause_reason = $2 WHERE id = $3")
+            .bind(to_millis(until))
+            .bind(reason)
+            .bind(connection_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Claim>, StoreError> {
+        // SKIP LOCKED passes over rows another replica is claiming; the lease
+        // check is re-evaluated on the locked row, so a row just leased by
+        // another replica is not taken.
+        let rows = sqlx::query(
+            "UPDATE clients c SET lease_owner = $1, lease_until = $2
+             FROM (
+               SELECT d.connection_id, d.client_id
+               FROM clients d JOIN connections k ON k.id = d.connection_id
+               WHERE k.enabled AND (k.paused_until IS NULL OR k.paused_until <= $3)
+                 AND d.next_attempt_at IS NOT NULL AND d.next_attempt_at <= $3
+                 AND (d.lease_until IS NULL OR d.lease_until <= $3)
+               ORDER BY d.next_attempt_at
+               LIMIT $4
+               FOR UPDATE OF d SKIP LOCKED
+             ) due
+             WHERE c.connection_id = due.connection_id AND c.client_id = due.client_id
+             RETURNING c.connection_id, c.client_id",
+        )
+        .bind(owner)
+        .bind(to_millis(lease_until))
+        .bind(to_millis(now))
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Claim {
+                    connection_id: r.try_get("connection_id")?,
+                    client_id: r.try_get("client_id")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn release_all_leases(&self) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE clients SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NOT NULL",
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn client(
+        &self,
+        connection_id: &str,
+        client_id: &str,
+    ) -> Result<Option<ClientRecord>, StoreError> {
+        sqlx::query(&format!(
+            "{CLIENT_SELECT} WHERE c.connection_id = $1 AND c.client_id = $2"
+        ))
+        .bind(connection_id)
+        .bind(client_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(client_from_row)
+        .transpose()
+    }
+
+    async fn client_events(
+        &self,
+        connection_id: &str,
+        client_id: &str,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        sqlx::query(
+            "SELECT * FROM events
+             WHERE connection_id = $1 AND client_id = $2 AND processed_at IS NULL ORDER BY seq",
+        )
+        .bind(connection_id)
+        .bind(client_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(event_from_row)
+        .collect()
+    }
+
+    async fn finish_client(
+        &self,
+        claim: &Claim,
+        owner: &str,
+        u: &ClientUpdate,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let now = to_millis(now);
+        let mut tx = self.pool.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE clients SET state = $1, lead_id = $2, attempts = $3, first_failure_at = $4,
+                last_error_code = $5, last_error_message = $6, last_synced_at = $7, warnings = $8,
+                known = $9, company_sent = $10, updated_at = $11, lease_owner = NULL,
+                lease_until = NULL
+             WHERE connection_id = $12 AND client_id = $13 AND lease_owner = $14",
+        )
+        .bind(u.state.as_str())
+        .bind(&u.lead_id)
+        .bind(u.attempts as i64)
+        .bind(u.first_failure_at.map(to_millis))
+        .bind(u.last_error.as_ref().map(|e| e.code.as_str()))
+        .bind(u.last_error.as_ref().map(|e| e.message.as_str()))
+        .bind(u.last_synced_at.map(to_millis))
+        .bind(serde_json::to_string(&u.warnings).expect("strings serialize"))
+        .bind(&u.known)
+        .bind(u.company_sent)
+        .bind(now)
+        .bind(&claim.connection_id)
+        .bind(&claim.client_id)
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Ok(false);
+        }
+        if !u.processed.is_empty() {
+            sqlx::query(
+                "UPDATE events SET processed_at = $1
+                 WHERE connection_id = $2 AND client_id = $3 AND seq = ANY($4)
+                   AND processed_at IS NULL",
+            )
+            .bind(now)
+            .bind(&claim.connection_id)
+            .bind(&claim.client_id)
+            .bind(&u.processed)
+            .execute(&mut *tx)
+            .await?;
+        }
+        // Due again at the retry time, or now if events arrived during the write.
+        let (mode, at) = match u.next {
+            NextAttempt::At(t) => ("at", Some(to_millis(t))),
+            NextAttempt::IfEventsPending => ("if_pending", None),
+            NextAttempt::Never => ("never", None),
+        };
+        sqlx::query(
+            "UPDATE clients SET next_attempt_at = CASE
+               WHEN $1 = 'at' THEN $2
+               WHEN $1 = 'never' THEN NULL
+               WHEN EXISTS (SELECT 1 FROM events e WHERE e.connection_id = clients.connection_id
+                   AND e.client_id = clients.client_id AND e.processed_at IS NULL) THEN $3
+               ELSE NULL END
+             WHERE connection_id = $4 AND client_id = $5",
+        )
+        .bind(mode)
+        .bind(at)
+        .bind(now)
+        .bind(&claim.connection_id)
+        .bind(&claim.client_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn release_client(
+        &self,
+        claim: &Claim,
+        owner: &str,
+        last_error: Option<&SyncError>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE clients SET lease_owner = NULL, lease_until = NULL,
+                last_error_code = COALESCE($1, last_error_code),
+                last_error_message = COALESCE($2, last_error_message)
+             WHERE connection_id = $3 AND client_id = $4 AND lease_owner = $5",
+        )
+        .bind(last_error.map(|e| e.code.as_str()))
+        .bind(last_error.map(|e| e.message.as_str()))
+        .bind(&claim.connection_id)
+        .bind(&claim.client_id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_clients(
+        &self,
+        connection_id: &str,
+        states: &[ClientState],
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<ClientRecord>, StoreError> {
+        let states: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
+        sqlx::query(&format!(
+            "{CLIENT_SELECT} WHERE c.connection_id = $1 AND c.client_id COLLATE \"C\" > $2
+               AND (cardinality($3::text[]) = 0 OR c.state = ANY($3))
+             ORDER BY c.client_id COLLATE \"C\" LIMIT $4"
+        ))
+        .bind(connection_id)
+        .bind(after.unwrap_or(""))
+        .bind(&states)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(client_from_row)
+        .collect()
+    }
+
+    async fn requeue_client(
+        &self,
+        connection_id: &str,
+        client_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(&format!(
+            "{REQUEUE} WHERE connection_id = $2 AND client_id = $3"
+        ))
+        .bind(to_millis(now))
+        .bind(connection_id)
+        .bind(client_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn requeue_dead(
+        &self,
+        connection_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(&format!(
+            "{REQUEUE} WHERE connection_id = $2 AND state = 'dead'"
+        ))
+        .bind(to_millis(now))
+        .bind(connection_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+}
