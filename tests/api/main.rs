@@ -10,5 +10,6 @@ mod helpers;
 mod openapi;
 mod process;
 mod secrets;
+mod store;
 mod sync;
 mod webhooks;

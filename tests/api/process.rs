@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use leadbridge::crypto::{generate_admin_token, MasterKey};
@@ -531,4 +532,227 @@ async fn the_worker_can_run_alone_beside_a_serve_without_one() {
     assert_eq!(emu.leads()[0]["Email"], "a@x.io");
     worker.kill().unwrap();
     worker.wait().unwrap();
+}
+
+/// Delivers event `i` to `first`, falling back to `second` when `first` is down
+/// (as a load balancer and B2CORE's retries would).
+async fn deliver(
+    client: &reqwest::Client,
+    first: &str,
+    second: &str,
+    secret: &str,
+    i: usize,
+    body: &Value,
+) {
+    let hook = Webhook::standard(
+        secret,
+        &format!("evt-{i}"),
+        chrono::Utc::now().timestamp(),
+        &body.to_string(),
+    );
+    for base in [first, second, second] {
+        let mut req = client
+            .post(format!("{base}/v1/webhooks/acme"))
+            .body(hook.body.clone());
+        for (k, v) in &hook.headers {
+            req = req.header(k, v);
+        }
+        if let Ok(res) = req.send().await {
+            if matches!(res.status().as_u16(), 200 | 202) {
+                return;
+            }
+        }
+    }
+    panic!("event {i} was refused by both replicas");
+}
+
+#[tokio::test]
+async fn two_replicas_on_one_postgres_survive_a_sigkill_and_write_each_client_once_at_a_time() {
+    use crate::emulator::{Emulator, OrgConfig};
+    use futures_util::StreamExt;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let target = Target::new().await;
+    if !target.db.is_postgres() {
+        // Said on stderr by the backend's notice: this one needs the Postgres suite.
+        return;
+    }
+    let emu = Emulator::start(OrgConfig::default()).await;
+    emu.set_latency(Duration::from_millis(5));
+    let env = [
+        ("LEADBRIDGE_ALLOW_INSECURE_SALESFORCE", "true"),
+        ("LEADBRIDGE_LEASE_SECS", "3"),
+    ];
+    let mut a = Service::start_with(&target, free_port(), "a.log", &env);
+    let mut b = Service::start_with(&target, free_port(), "b.log", &env);
+    a.wait_ready().await;
+    b.wait_ready().await;
+    let created = a
+        .create_connection(emulator_connection(
+            &emu,
+            json!({"externalIdField": "B2C_Client_Id__c"}),
+        ))
+        .await;
+    let secret = created["webhookSecret"].as_str().unwrap().to_string();
+
+    // 2,000 events over 300 clients; a client's events alternate between the
+    // replicas, and each later version of a client happened later.
+    let (clients, events) = (300usize, 2000usize);
+    let base = chrono::Utc::now() - chrono::Duration::hours(1);
+    let body = move |i: usize| {
+        let (client, version) = (i % clients, i / clients);
+        json!({
+            "type": "client.updated",
+            "occurredAt": (base + chrono::Duration::seconds(version as i64)).to_rfc3339(),
+            "data": {"clientId": client, "email": format!("c{client}-v{version}@x.io"),
+                     "info": {"lastName": format!("L{client}")}}
+        })
+    };
+    let sent = Arc::new(AtomicUsize::new(0));
+    let sender = {
+        let (sent, secret) = (sent.clone(), secret.clone());
+        let (a_base, b_base) = (a.base.clone(), b.base.clone());
+        tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            futures_util::stream::iter(0..events)
+                .for_each_concurrent(32, |i| {
+                    let (http, sent, secret) = (http.clone(), sent.clone(), secret.clone());
+                    // Even events go to A (falling back to B once A is dead), odd ones to B.
+                    let first = if i % 2 == 0 {
+                        a_base.clone()
+                    } else {
+                        b_base.clone()
+                    };
+                    let second = b_base.clone();
+                    async move {
+                        deliver(&http, &first, &second, &secret, i, &body(i)).await;
+                        sent.fetch_add(1, Ordering::SeqCst);
+                    }
+                })
+                .await;
+        })
+    };
+    // Kill replica A halfway, with webhooks and writes in flight.
+    while sent.load(Ordering::SeqCst) < events / 2 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    a.kill9();
+    sender.await.unwrap();
+
+    let token = b.admin_token();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while count_in_state(&b.base, &token, "synced").await < clients {
+        assert!(
+            Instant::now() < deadline,
+            "not all clients synced: {}",
+            b.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let store = leadbridge::store::open(&target.database_url())
+        .await
+        .unwrap();
+    let conn = store.get_connection("acme").await.unwrap().unwrap();
+    assert!(
+        store.pending_events(&conn.id).await.unwrap().is_empty(),
+        "an event was stranded"
+    );
+    store.close().await;
+
+    let leads = emu.leads();
+    assert_eq!(
+        leads.len(),
+        clients,
+        "one Lead per client, nothing duplicated"
+    );
+    let last_version = (events - 1) / clients;
+    for c in 0..clients {
+        let lead = leads
+            .iter()
+            .find(|l| l["B2C_Client_Id__c"].as_str() == Some(c.to_string().as_str()))
+            .unwrap_or_else(|| panic!("client {c} has no Lead"));
+        // The newest event of client c is the largest i with i % clients == c.
+        let newest = if c <= (events - 1) % clients {
+            last_version
+        } else {
+            last_version - 1
+        };
+        assert_eq!(lead["Email"], format!("c{c}-v{newest}@x.io"), "client {c}");
+    }
+    assert_eq!(
+        emu.max_in_flight_per_lead(),
+        1,
+        "a client had two writes in flight at once"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_finishes_the_writes_in_flight_before_exiting() {
+    use crate::emulator::{Emulator, OrgConfig};
+    let emu = Emulator::start(OrgConfig::default()).await;
+    emu.set_latency(Duration::from_millis(800));
+    let target = Target::new().await;
+    let env = [("LEADBRIDGE_ALLOW_INSECURE_SALESFORCE", "true")];
+    let mut svc = Service::start_with(&target, free_port(), "out.log", &env);
+    svc.wait_ready().await;
+    let created = svc
+        .create_connection(emulator_connection(&emu, json!({})))
+        .await;
+    let secret = created["webhookSecret"].as_str().unwrap().to_string();
+    for i in 0..5 {
+        let body = json!({"type": "client.created", "data": {"clientId": i, "email": format!("c{i}@x.io")}});
+        assert_eq!(
+            svc.post_event(&secret, &format!("e{i}"), &body)
+                .await
+                .status(),
+            202
+        );
+    }
+    // Once writes are in flight (the emulator holds each for 800 ms), ask it to stop.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while emu.writes() == 0 {
+        assert!(Instant::now() < deadline, "{}", svc.logs());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let in_flight = emu.writes();
+    assert!(emu.leads().len() < in_flight, "nothing was in flight");
+    let pid = svc.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = svc.child.wait().unwrap();
+    assert!(
+        status.success(),
+        "exit after SIGTERM: {status}: {}",
+        svc.logs()
+    );
+    // Every write that had started was finished and recorded before the exit.
+    let store = leadbridge::store::open(&target.database_url())
+        .await
+        .unwrap();
+    let conn = store.get_connection("acme").await.unwrap().unwrap();
+    let mut recorded = 0;
+    for i in 0..5 {
+        let c = store
+            .client(&conn.id, &i.to_string())
+            .await
+            .unwrap()
+            .unwrap();
+        if c.lead_id.is_some() {
+            recorded += 1;
+            assert_eq!(c.pending_events, 0);
+        }
+    }
+    store.close().await;
+    assert!(
+        recorded >= in_flight,
+        "{recorded} recorded, {in_flight} were in flight"
+    );
+    assert_eq!(
+        emu.leads().len(),
+        recorded,
+        "a Lead was written but not recorded"
+    );
 }

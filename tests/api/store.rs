@@ -1,0 +1,282 @@
+//! The Store trait's claim, lease and bookkeeping rules, on the suite's backend.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use leadbridge::connections::{Connection, ConnectionName};
+use leadbridge::store::{
+    Claim, ClientState, ClientUpdate, Inserted, NewEvent, NextAttempt, Store, WebhookSecretRecord,
+};
+
+use crate::backend::TestDb;
+
+async fn connection(store: &dyn Store, name: &str, enabled: bool, now: DateTime<Utc>) -> String {
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut c = Connection::new(id.clone(), ConnectionName::parse(name).unwrap(), now);
+    c.enabled = enabled;
+    let secret = WebhookSecretRecord {
+        id: uuid::Uuid::new_v4().to_string(),
+        connection_id: id.clone(),
+        sealed: "v1:sealed".into(),
+        created_at: now,
+        expires_at: None,
+    };
+    store.insert_connection(&c, &secret).await.unwrap();
+    id
+}
+
+async fn event(
+    store: &dyn Store,
+    conn: &str,
+    client: &str,
+    key: &str,
+    now: DateTime<Utc>,
+) -> Inserted {
+    store
+        .insert_event(&NewEvent {
+            id: uuid::Uuid::new_v4().to_string(),
+            connection_id: conn.into(),
+            idempotency_key: key.into(),
+            client_id: client.into(),
+            event_type: "client.updated".into(),
+            occurred_at: now,
+            received_at: now,
+            payload: format!(r#"{{"type":"client.updated","data":{{"clientId":"{client}"}}}}"#),
+        })
+        .await
+        .unwrap()
+}
+
+fn synced(processed: Vec<i64>) -> ClientUpdate {
+    ClientUpdate {
+        state: ClientState::Synced,
+        lead_id: Some("00Q1".into()),
+        attempts: 0,
+        first_failure_at: None,
+        next: NextAttempt::IfEventsPending,
+        last_error: None,
+        last_synced_at: None,
+        warnings: vec![],
+        known: "{}".into(),
+        company_sent: true,
+        processed,
+    }
+}
+
+async fn setup() -> (TestDb, Arc<dyn Store>, DateTime<Utc>) {
+    let db = TestDb::new().await;
+    let store = db.open().await;
+    (db, store, Utc::now())
+}
+
+#[tokio::test]
+async fn two_workers_claiming_at_once_never_get_the_same_client() {
+    let (_db, store, now) = setup().await;
+    let conn = connection(store.as_ref(), "acme", true, now).await;
+    for i in 0..200 {
+        event(
+            store.as_ref(),
+            &conn,
+            &format!("c{i}"),
+            &format!("k{i}"),
+            now,
+        )
+        .await;
+    }
+    let lease = now + Duration::minutes(5);
+    let claim_all = |owner: &'static str| {
+        let store = store.clone();
+        async move {
+            let mut got = Vec::new();
+            loop {
+                let batch = store.claim_due(now, owner, lease, 7).await.unwrap();
+                if batch.is_empty() {
+                    return got;
+                }
+                got.extend(batch.into_iter().map(|c| c.client_id));
+            }
+        }
+    };
+    let (a, b) = tokio::join!(tokio::spawn(claim_all("a")), tokio::spawn(claim_all("b")));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let all: HashSet<&String> = a.iter().chain(&b).collect();
+    assert_eq!(a.len() + b.len(), 200, "every client claimed once");
+    assert_eq!(all.len(), 200, "no client claimed twice");
+}
+
+#[tokio::test]
+async fn a_leased_client_returns_only_when_its_lease_ends_and_the_old_owner_cannot_finish() {
+    let (_db, store, now) = setup().await;
+    let conn = connection(store.as_ref(), "acme", true, now).await;
+    event(store.as_ref(), &conn, "c1", "k1", now).await;
+    let first = store
+        .claim_due(now, "a", now + Duration::seconds(30), 10)
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 1);
+    let later = now + Duration::seconds(29);
+    assert!(store
+        .claim_due(later, "b", later + Duration::seconds(30), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let after = now + Duration::seconds(31);
+    let taken = store
+        .claim_due(after, "b", after + Duration::seconds(30), 10)
+        .await
+        .unwrap();
+    assert_eq!(taken, first, "the expired lease was taken over");
+    let events = store.client_events(&conn, "c1").await.unwrap();
+    let seqs = events.iter().map(|e| e.seq).collect();
+    assert!(
+        !store
+            .finish_client(&first[0], "a", &synced(seqs), after)
+            .await
+            .unwrap(),
+        "a lost its lease"
+    );
+    assert_eq!(
+        store.client_events(&conn, "c1").await.unwrap().len(),
+        1,
+        "nothing was marked done"
+    );
+}
+
+#[tokio::test]
+async fn finishing_marks_only_the_events_read_and_a_later_one_keeps_the_client_due() {
+    let (_db, store, now) = setup().await;
+    let conn = connection(store.as_ref(), "acme", true, now).await;
+    event(store.as_ref(), &conn, "c1", "k1", now).await;
+    let claim = store
+        .claim_due(now, "a", now + Duration::minutes(5), 10)
+        .await
+        .unwrap()
+        .remove(0);
+    let read: Vec<i64> = store
+        .client_events(&conn, "c1")
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    // Arrives while the write is in flight.
+    event(store.as_ref(), &conn, "c1", "k2", now).await;
+    assert!(store
+        .finish_client(&claim, "a", &synced(read), now)
+        .await
+        .unwrap());
+    let left = store.client_events(&conn, "c1").await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].idempotency_key, "k2");
+    let again = store
+        .claim_due(now, "a", now + Duration::minutes(5), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        vec![Claim {
+            connection_id: conn.clone(),
+            client_id: "c1".into()
+        }]
+    );
+    let client = store.client(&conn, "c1").await.unwrap().unwrap();
+    assert_eq!(client.pending_events, 1);
+}
+
+#[tokio::test]
+async fn disabled_and_paused_connections_are_not_claimed() {
+    let (_db, store, now) = setup().await;
+    let off = connection(store.as_ref(), "off", false, now).await;
+    let paused = connection(store.as_ref(), "paused", true, now).await;
+    event(store.as_ref(), &off, "c1", "k1", now).await;
+    event(store.as_ref(), &paused, "c1", "k1", now).await;
+    store
+        .pause_connection(&paused, now + Duration::minutes(15), "daily limit")
+        .await
+        .unwrap();
+    assert!(store
+        .claim_due(now, "a", now + Duration::minutes(5), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let later = now + Duration::minutes(16);
+    let claims = store
+        .claim_due(later, "a", later + Duration::minutes(5), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        claims,
+        vec![Claim {
+            connection_id: paused,
+            client_id: "c1".into()
+        }]
+    );
+}
+
+#[tokio::test]
+async fn a_new_event_revives_a_dead_client_and_leaves_a_retrying_ones_backoff() {
+    let (_db, store, now) = setup().await;
+    let conn = connection(store.as_ref(), "acme", true, now).await;
+    event(store.as_ref(), &conn, "dead", "dead-1", now).await;
+    event(store.as_ref(), &conn, "retrying", "retrying-1", now).await;
+    for claim in store
+        .claim_due(now, "a", now + Duration::minutes(5), 10)
+        .await
+        .unwrap()
+    {
+        let (state, next) = match claim.client_id.as_str() {
+            "dead" => (ClientState::Dead, NextAttempt::Never),
+            _ => (
+                ClientState::Retrying,
+                NextAttempt::At(now + Duration::hours(1)),
+            ),
+        };
+        let update = ClientUpdate {
+            state,
+            attempts: 3,
+            next,
+            lead_id: None,
+            ..synced(vec![])
+        };
+        assert!(store
+            .finish_client(&claim, "a", &update, now)
+            .await
+            .unwrap());
+    }
+    event(store.as_ref(), &conn, "dead", "dead-2", now).await;
+    event(store.as_ref(), &conn, "retrying", "retrying-2", now).await;
+    let claims = store
+        .claim_due(now, "a", now + Duration::minutes(5), 10)
+        .await
+        .unwrap();
+    assert_eq!(claims.len(), 1);
+    assert_eq!(claims[0].client_id, "dead");
+    let revived = store.client(&conn, "dead").await.unwrap().unwrap();
+    assert_eq!((revived.state, revived.attempts), (ClientState::Pending, 0));
+    let retrying = store.client(&conn, "retrying").await.unwrap().unwrap();
+    assert_eq!(retrying.state, ClientState::Retrying);
+    assert_eq!(
+        retrying.next_attempt_at.unwrap().timestamp(),
+        (now + Duration::hours(1)).timestamp()
+    );
+}
+
+#[tokio::test]
+async fn idempotency_keys_are_unique_per_connection() {
+    let (_db, store, now) = setup().await;
+    let a = connection(store.as_ref(), "a", true, now).await;
+    let b = connection(store.as_ref(), "b", true, now).await;
+    assert_eq!(
+        event(store.as_ref(), &a, "c1", "same", now).await,
+        Inserted::Accepted
+    );
+    assert!(matches!(
+        event(store.as_ref(), &a, "c2", "same", now).await,
+        Inserted::Duplicate { .. }
+    ));
+    assert_eq!(
+        event(store.as_ref(), &b, "c1", "same", now).await,
+        Inserted::Accepted
+    );
+}
