@@ -45,11 +45,16 @@ pub struct ClientView {
 }
 
 fn shown_state(conn: &Connection, c: &ClientRecord) -> &'static str {
-    let waiting = matches!(c.state, ClientState::Pending | ClientState::Retrying);
+    // Synced, then more events arrived: they wait for the next write.
+    let state = match c.state {
+        ClientState::Synced if c.pending_events > 0 => ClientState::Pending,
+        other => other,
+    };
+    let waiting = matches!(state, ClientState::Pending | ClientState::Retrying);
     if waiting && !conn.enabled {
         "held"
     } else {
-        c.state.as_str()
+        state.as_str()
     }
 }
 

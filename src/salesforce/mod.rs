@@ -317,6 +317,69 @@ impl Salesforce {
         parse_describe(&body)
     }
 
+    /// One sObject Collections call for up to [`MAX_BATCH`] records, in order;
+    /// each record's outcome comes back on its own (`allOrNone: false`).
+    pub async fn collection(
+        &self,
+        c: &Credentials,
+        batch: &Batch,
+        records: Vec<Map<String, Value>>,
+    ) -> Result<Vec<Result<Written, Failure>>, Failure> {
+        assert!(
+            records.len() <= MAX_BATCH,
+            "a collections call carries at most 200 records"
+        );
+        let n = records.len();
+        let records: Vec<Value> = records
+            .into_iter()
+            .map(|mut r| {
+                r.insert("attributes".into(), serde_json::json!({"type": "Lead"}));
+                Value::Object(r)
+            })
+            .collect();
+        let mut body = Map::new();
+        body.insert("allOrNone".into(), Value::Bool(false));
+        body.insert("records".into(), Value::Array(records));
+        let (op, method, path) = match batch {
+            Batch::Create => (Op::Create, Method::POST, "composite/sobjects".to_string()),
+            Batch::Update => (Op::Update, Method::PATCH, "composite/sobjects".to_string()),
+            Batch::Upsert(f) => (
+                Op::Upsert,
+                Method::PATCH,
+                format!("composite/sobjects/Lead/{}", urlencode(f)),
+            ),
+        };
+        let (_, bytes) = self.send(c, op, method, &path, Some(&body)).await?;
+        let answers: Vec<RecordAnswer> = serde_json::from_slice(&bytes).map_err(|e| {
+            Failure::transient(
+                "BAD_COLLECTION_ANSWER",
+                format!("unreadable collections answer: {e}"),
+            )
+        })?;
+        if answers.len() != n {
+            return Err(Failure::transient(
+                "BAD_COLLECTION_ANSWER",
+                format!("{} results for {n} records", answers.len()),
+            ));
+        }
+        Ok(answers
+            .into_iter()
+            .map(|a| match (a.success, a.id) {
+                (true, Some(id)) => Ok(Written {
+                    id,
+                    created: a.created.unwrap_or(*batch == Batch::Create),
+                }),
+                _ => Err(match a.errors.first() {
+                    Some(e) => errors::classify_record(op, e),
+                    None => Failure::Permanent {
+                        code: "UNKNOWN".into(),
+                        message: "failed without an error".into(),
+                    },
+                }),
+            })
+            .collect())
+    }
+
     /// `POST sobjects/Lead/` → 201 with the new id.
     pub async fn create(
         &self,
@@ -389,6 +452,31 @@ fn parse_describe(body: &[u8]) -> Result<LeadDescribe, Failure> {
         );
     }
     Ok(out)
+}
+
+/// Which sObject Collections call a batch is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Batch {
+    /// `POST composite/sobjects`.
+    Create,
+    /// `PATCH composite/sobjects`; each record carries its `id`.
+    Update,
+    /// `PATCH composite/sobjects/Lead/{field}`; each record carries `field`.
+    Upsert(String),
+}
+
+/// The most records one collections call may carry.
+pub const MAX_BATCH: usize = 200;
+
+#[derive(Deserialize)]
+struct RecordAnswer {
+    #[serde(default)]
+    id: Option<String>,
+    success: bool,
+    #[serde(default)]
+    created: Option<bool>,
+    #[serde(default)]
+    errors: Vec<errors::ApiError>,
 }
 
 fn describe_key(c: &Credentials) -> String {

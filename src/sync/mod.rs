@@ -4,7 +4,7 @@
 
 pub mod retry;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use crate::clock::Clock;
 use crate::connections::Connection;
 use crate::crypto::MasterKey;
 use crate::mapping::{self, Form, Known, Merge, Pending, Target};
-use crate::salesforce::{Credentials, Failure, Salesforce};
+use crate::salesforce::{Batch, Credentials, Failure, Salesforce, MAX_BATCH};
 use crate::store::{
     Claim, ClientRecord, ClientState, ClientUpdate, NextAttempt, Store, StoreError, SyncError,
 };
@@ -33,10 +33,13 @@ pub struct SyncSettings {
     pub retry: RetryPolicy,
     /// How long a claimed client stays leased (a killed worker's clients come back after it).
     pub lease: Duration,
-    /// Clients claimed and written concurrently per round.
+    /// Clients claimed per round (written 200 to a collections call).
     pub batch: u32,
     /// Sleep between empty rounds when no webhook wakes the worker.
     pub poll: Duration,
+    /// After a webhook wakes an idle worker, how long it waits for more to
+    /// arrive so a burst goes out in few calls. A lone event waits this long.
+    pub linger: Duration,
     /// How long a connection pauses after Salesforce's daily limit.
     pub daily_limit_pause: Duration,
 }
@@ -46,8 +49,9 @@ impl Default for SyncSettings {
         Self {
             retry: RetryPolicy::default(),
             lease: Duration::from_secs(5 * 60),
-            batch: 32,
+            batch: 400,
             poll: Duration::from_millis(500),
+            linger: Duration::from_millis(200),
             daily_limit_pause: Duration::from_secs(15 * 60),
         }
     }
@@ -66,6 +70,36 @@ pub struct Worker {
     settings: SyncSettings,
     owner: String,
     wake: Arc<Notify>,
+}
+
+/// A claimed client with its merged pending events.
+struct Job {
+    claim: Claim,
+    client: ClientRecord,
+    /// The events read (by seq): the ones an outcome marks done.
+    read: Vec<i64>,
+    merge: Merge,
+}
+
+impl Job {
+    /// The outcome when no call is needed: a converted Lead, or nothing that
+    /// differs from what was last written (no wasted write).
+    fn settled(&self, upserts: bool) -> Option<Attempt> {
+        if self.client.state == ClientState::Converted {
+            return Some(Attempt::Converted {
+                message: "the Lead was converted; updates stopped".into(),
+            });
+        }
+        let written_before = if upserts {
+            self.client.company_sent
+        } else {
+            self.client.lead_id.is_some()
+        };
+        if self.read.is_empty() || (written_before && self.merge.delta.is_empty()) {
+            return Some(Attempt::NothingToSend);
+        }
+        None
+    }
 }
 
 /// What one write attempt came to.
@@ -117,11 +151,24 @@ impl Worker {
             .claim_due(now, &self.owner, lease_until, self.settings.batch)
             .await?;
         let n = claims.len();
-        futures_util::future::join_all(claims.iter().map(|c| self.sync_claim(c))).await;
+        let mut by_connection: BTreeMap<String, Vec<Claim>> = BTreeMap::new();
+        for claim in claims {
+            by_connection
+                .entry(claim.connection_id.clone())
+                .or_default()
+                .push(claim);
+        }
+        futures_util::future::join_all(
+            by_connection
+                .into_iter()
+                .map(|(id, claims)| self.sync_connection(id, claims)),
+        )
+        .await;
         Ok(n)
     }
 
-    /// Runs rounds until `stop` turns true; sleeps when idle until woken or `poll` passes.
+    /// Runs rounds until `stop` turns true. When idle it sleeps until woken or
+    /// `poll` passes; once woken it lingers briefly so a burst fills a batch.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         tracing::info!(owner = %self.owner, "sync worker started");
         while !*stop.borrow() {
@@ -134,7 +181,9 @@ impl Worker {
             };
             if claimed == 0 {
                 tokio::select! {
-                    _ = self.wake.notified() => {}
+                    _ = self.wake.notified() => {
+                        tokio::time::sleep(self.settings.linger).await;
+                    }
                     _ = tokio::time::sleep(self.settings.poll) => {}
                     _ = stop.changed() => {}
                 }
@@ -143,24 +192,51 @@ impl Worker {
         tracing::info!("sync worker stopped");
     }
 
-    async fn sync_claim(&self, claim: &Claim) {
-        let span = tracing::info_span!("sync", connection_id = %claim.connection_id, client_id = %claim.client_id);
-        if let Err(e) = self.sync(claim).instrument(span).await {
-            tracing::warn!(client_id = %claim.client_id, error = %e, "sync not recorded; the client stays due");
-            let _ = self.store.release_client(claim, &self.owner, None).await;
+    /// Syncs one connection's claimed clients: several at once go out as
+    /// sObject Collections calls, a lone one as a single-record call.
+    async fn sync_connection(&self, connection_id: String, claims: Vec<Claim>) {
+        let span = tracing::info_span!("sync", %connection_id);
+        let result = async {
+            let Some(conn) = self.store.connection_by_id(&connection_id).await? else {
+                return Ok(());
+            };
+            let mut jobs = Vec::new();
+            for claim in claims {
+                if let Some(job) = self.prepare(claim).await? {
+                    jobs.push(job);
+                }
+            }
+            let upserts = conn.external_id_field.is_some();
+            let (direct, to_write): (Vec<Job>, Vec<Job>) =
+                jobs.into_iter().partition(|j| j.settled(upserts).is_some());
+            for job in direct {
+                let attempt = job.settled(upserts).expect("partitioned on settled");
+                self.conclude(&conn, job, attempt).await?;
+            }
+            if to_write.len() > 1 {
+                self.write_batched(&conn, to_write).await
+            } else {
+                for job in to_write {
+                    let attempt = self.write_bounded(&conn, &job, None).await;
+                    self.conclude(&conn, job, attempt).await?;
+                }
+                Ok(())
+            }
+        };
+        if let Err(e) = result.instrument(span).await {
+            // Leases end on their own; the clients are picked up again then.
+            tracing::warn!(%connection_id, error = %e, "sync not recorded; the clients stay due");
         }
     }
 
-    async fn sync(&self, claim: &Claim) -> Result<(), StoreError> {
-        let Some(conn) = self.store.connection_by_id(&claim.connection_id).await? else {
-            return Ok(());
-        };
+    /// Loads a claimed client and merges its pending events.
+    async fn prepare(&self, claim: Claim) -> Result<Option<Job>, StoreError> {
         let Some(client) = self
             .store
             .client(&claim.connection_id, &claim.client_id)
             .await?
         else {
-            return Ok(());
+            return Ok(None);
         };
         let events = self
             .store
@@ -180,24 +256,153 @@ impl Worker {
             })
             .collect();
         let merge = mapping::merge(&known, &pending);
-        let attempt = if client.state == ClientState::Converted {
-            Attempt::Converted {
-                message: "the Lead was converted; updates stopped".into(),
-            }
-        } else if events.is_empty() {
-            Attempt::NothingToSend
-        } else {
-            // Bounded well inside the lease, so no other worker can claim the
-            // client while this write may still reach Salesforce.
-            let budget = self.settings.lease / 2;
-            match tokio::time::timeout(budget, self.write(&conn, &client, &merge)).await {
-                Ok(attempt) => attempt,
-                Err(_) => Attempt::Failed(Failure::Transient {
-                    code: "TIMEOUT".into(),
-                    message: format!("the write took longer than {} s", budget.as_secs()),
-                }),
+        Ok(Some(Job {
+            claim,
+            client,
+            read,
+            merge,
+        }))
+    }
+
+    /// A single-record write, bounded well inside the lease so no other worker
+    /// can claim the client while it may still reach Salesforce.
+    async fn write_bounded(&self, conn: &Connection, job: &Job, first: Option<Failure>) -> Attempt {
+        let budget = self.settings.lease / 2;
+        match tokio::time::timeout(budget, self.write(conn, &job.client, &job.merge, first)).await {
+            Ok(attempt) => attempt,
+            Err(_) => Attempt::Failed(Failure::Transient {
+                code: "TIMEOUT".into(),
+                message: format!("the write took longer than {} s", budget.as_secs()),
+            }),
+        }
+    }
+
+    /// Writes several clients with collections calls, up to 200 records each.
+    /// A record rejected in a way the single-record path can mend (a field to
+    /// drop, a deleted Lead) is sent again on its own.
+    async fn write_batched(&self, conn: &Connection, jobs: Vec<Job>) -> Result<(), StoreError> {
+        let creds = match Credentials::of(conn, &self.master_key) {
+            Ok(c) => c,
+            Err(message) => {
+                let f = Failure::Permanent {
+                    code: "CONFIGURATION".into(),
+                    message,
+                };
+                for job in jobs {
+                    self.conclude(conn, job, Attempt::Failed(f.clone())).await?;
+                }
+                return Ok(());
             }
         };
+        let describe = match self.salesforce.describe_lead(&creds).await {
+            Ok(d) => d,
+            Err(f) => {
+                for job in jobs {
+                    self.conclude(conn, job, Attempt::Failed(f.clone())).await?;
+                }
+                return Ok(());
+            }
+        };
+        let none = BTreeSet::new();
+        let target = Target {
+            company: conn.company.as_deref(),
+            mapping: &conn.field_mapping,
+            fields: Some(&describe.fields),
+            exclude: &none,
+        };
+        // Partition by call, rendering each client's body as a single write would.
+        let mut groups: BTreeMap<u8, (Batch, Vec<(Job, mapping::Lead)>)> = BTreeMap::new();
+        for job in jobs {
+            let (key, batch, form) = match (&conn.external_id_field, &job.client.lead_id) {
+                (Some(f), _) => {
+                    let form = if job.client.company_sent {
+                        Form::Update
+                    } else {
+                        Form::Create
+                    };
+                    (0, Batch::Upsert(f.clone()), form)
+                }
+                (None, Some(_)) => (1, Batch::Update, Form::Update),
+                (None, None) => (2, Batch::Create, Form::Create),
+            };
+            let mut lead = mapping::lead(form, &job.merge, &target);
+            match &batch {
+                Batch::Upsert(f) => {
+                    lead.body
+                        .insert(f.clone(), Value::String(job.client.client_id.clone()));
+                }
+                Batch::Update => {
+                    let id = job.client.lead_id.clone().unwrap_or_default();
+                    lead.body.insert("id".into(), Value::String(id));
+                }
+                Batch::Create => {}
+            }
+            groups
+                .entry(key)
+                .or_insert_with(|| (batch, Vec::new()))
+                .1
+                .push((job, lead));
+        }
+        let budget = self.settings.lease / 2;
+        for (_, (batch, items)) in groups {
+            let mut items = items.into_iter().peekable();
+            while items.peek().is_some() {
+                let chunk: Vec<(Job, mapping::Lead)> = items.by_ref().take(MAX_BATCH).collect();
+                let records = chunk.iter().map(|(_, l)| l.body.clone()).collect();
+                let answer = tokio::time::timeout(
+                    budget,
+                    self.salesforce.collection(&creds, &batch, records),
+                )
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Failure::transient(
+                        "TIMEOUT",
+                        "the collections call timed out",
+                    ))
+                });
+                match answer {
+                    Ok(results) => {
+                        for ((job, lead), result) in chunk.into_iter().zip(results) {
+                            let attempt = match result {
+                                Ok(w) => Attempt::Written {
+                                    lead_id: w.id,
+                                    warnings: lead.warnings,
+                                },
+                                Err(
+                                    f @ (Failure::Transient { .. }
+                                    | Failure::DailyLimit { .. }
+                                    | Failure::SessionExpired
+                                    | Failure::Auth { .. }),
+                                ) => Attempt::Failed(f),
+                                Err(Failure::Converted { message }) => {
+                                    Attempt::Converted { message }
+                                }
+                                // Rejected fields, a deleted Lead, a missing field: the
+                                // single-record path knows how to mend these.
+                                Err(f) => self.write_bounded(conn, &job, Some(f)).await,
+                            };
+                            self.conclude(conn, job, attempt).await?;
+                        }
+                    }
+                    Err(f) => {
+                        for (job, _) in chunk {
+                            self.conclude(conn, job, Attempt::Failed(f.clone())).await?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Records an attempt: pauses the connection on the daily limit, else
+    /// writes the client's new record and ends its lease.
+    async fn conclude(
+        &self,
+        conn: &Connection,
+        job: Job,
+        attempt: Attempt,
+    ) -> Result<(), StoreError> {
         let now = self.clock.now();
         if let Attempt::Failed(Failure::DailyLimit { message }) = &attempt {
             let until = now + self.settings.daily_limit_pause;
@@ -211,16 +416,16 @@ impl Worker {
             };
             return self
                 .store
-                .release_client(claim, &self.owner, Some(&err))
+                .release_client(&job.claim, &self.owner, Some(&err))
                 .await;
         }
-        let update = self.outcome(&conn, &client, attempt, &merge, read, now);
+        let update = self.outcome(conn, &job.client, attempt, &job.merge, job.read, now);
         if !self
             .store
-            .finish_client(claim, &self.owner, &update, now)
+            .finish_client(&job.claim, &self.owner, &update, now)
             .await?
         {
-            tracing::warn!(connection = %conn.name, client_id = %client.client_id, "lease lost before the outcome was recorded");
+            tracing::warn!(connection = %conn.name, client_id = %job.client.client_id, "lease lost before the outcome was recorded");
         }
         Ok(())
     }
@@ -308,8 +513,15 @@ impl Worker {
     }
 
     /// Sends the client's Lead, resending without fields Salesforce rejects one by
-    /// one, creating it again when it was deleted.
-    async fn write(&self, conn: &Connection, client: &ClientRecord, m: &Merge) -> Attempt {
+    /// one, creating it again when it was deleted. `first` is a rejection this
+    /// record already got (in a collections call), to mend before sending.
+    async fn write(
+        &self,
+        conn: &Connection,
+        client: &ClientRecord,
+        m: &Merge,
+        first: Option<Failure>,
+    ) -> Attempt {
         let creds = match Credentials::of(conn, &self.master_key) {
             Ok(c) => c,
             Err(message) => {
@@ -319,18 +531,26 @@ impl Worker {
                 })
             }
         };
-        let mut describe = match self.salesforce.describe_lead(&creds).await {
+        let describe = match self.salesforce.describe_lead(&creds).await {
             Ok(d) => d,
             Err(f) => return Attempt::Failed(f),
         };
-        let upsert_field = conn.external_id_field.as_deref();
-        let mut exclude = BTreeSet::new();
-        let mut notes = Vec::new();
-        let mut lead_id = client.lead_id.clone();
-        let mut company_sent = client.company_sent;
+        let mut st = Mending {
+            upsert_field: conn.external_id_field.as_deref(),
+            exclude: BTreeSet::new(),
+            notes: Vec::new(),
+            lead_id: client.lead_id.clone(),
+            company_sent: client.company_sent,
+            describe,
+        };
+        if let Some(f) = first {
+            if let Some(done) = self.mend(&creds, &mut st, f).await {
+                return done;
+            }
+        }
         for _ in 0..MAX_ROUNDS {
-            let form = match (upsert_field, &lead_id) {
-                (Some(_), _) if company_sent => Form::Update,
+            let form = match (st.upsert_field, &st.lead_id) {
+                (Some(_), _) if st.company_sent => Form::Update,
                 (None, Some(_)) => Form::Update,
                 _ => Form::Create,
             };
@@ -340,11 +560,11 @@ impl Worker {
             let target = Target {
                 company: conn.company.as_deref(),
                 mapping: &conn.field_mapping,
-                fields: Some(&describe.fields),
-                exclude: &exclude,
+                fields: Some(&st.describe.fields),
+                exclude: &st.exclude,
             };
             let lead = mapping::lead(form, m, &target);
-            let result = match (upsert_field, &lead_id) {
+            let result = match (st.upsert_field, &st.lead_id) {
                 (Some(field), _) => {
                     let body = without(&lead.body, field);
                     self.salesforce
@@ -356,53 +576,17 @@ impl Worker {
             };
             match result {
                 Ok(written) => {
-                    notes.extend(lead.warnings);
+                    st.notes.extend(lead.warnings);
                     return Attempt::Written {
                         lead_id: written.id,
-                        warnings: notes,
+                        warnings: st.notes,
                     };
                 }
-                Err(Failure::Deleted { .. }) if upsert_field.is_none() && lead_id.is_some() => {
-                    notes.push(
-                        "the Lead had been deleted in Salesforce; it was created again".into(),
-                    );
-                    lead_id = None;
-                }
-                Err(Failure::Permanent { code, .. })
-                    if code == "REQUIRED_FIELD_MISSING"
-                        && upsert_field.is_some()
-                        && company_sent =>
-                {
-                    // An upsert by external id found no Lead: send the whole record.
-                    notes.push("the Lead was missing in Salesforce; it was created again".into());
-                    company_sent = false;
-                }
-                Err(Failure::Converted { message }) => return Attempt::Converted { message },
-                Err(Failure::RejectedFields {
-                    fields,
-                    code,
-                    message,
-                }) => {
-                    let fresh: Vec<String> = fields
-                        .into_iter()
-                        .filter(|f| !exclude.contains(f))
-                        .collect();
-                    let required = fresh.iter().any(|f| f == "LastName" || f == "Company");
-                    if fresh.is_empty() || required {
-                        return Attempt::Failed(Failure::Permanent { code, message });
+                Err(f) => {
+                    if let Some(done) = self.mend(&creds, &mut st, f).await {
+                        return done;
                     }
-                    if code == "INVALID_FIELD" {
-                        // The org changed since describe was cached.
-                        self.salesforce.drop_describe(&creds).await;
-                        describe = match self.salesforce.describe_lead(&creds).await {
-                            Ok(d) => d,
-                            Err(f) => return Attempt::Failed(f),
-                        };
-                    }
-                    notes.push(format!("{} not sent: {code}: {message}", fresh.join(", ")));
-                    exclude.extend(fresh);
                 }
-                Err(f) => return Attempt::Failed(f),
             }
         }
         Attempt::Failed(Failure::Permanent {
@@ -410,6 +594,70 @@ impl Worker {
             message: format!("Salesforce rejected {MAX_ROUNDS} versions of this Lead"),
         })
     }
+
+    /// Adjusts the next attempt after a failure, or returns the final outcome.
+    async fn mend(
+        &self,
+        creds: &Credentials,
+        st: &mut Mending<'_>,
+        failure: Failure,
+    ) -> Option<Attempt> {
+        match failure {
+            Failure::Deleted { .. } if st.upsert_field.is_none() && st.lead_id.is_some() => {
+                st.notes
+                    .push("the Lead had been deleted in Salesforce; it was created again".into());
+                st.lead_id = None;
+            }
+            Failure::Permanent { code, .. }
+                if code == "REQUIRED_FIELD_MISSING"
+                    && st.upsert_field.is_some()
+                    && st.company_sent =>
+            {
+                // An upsert by external id found no Lead: send the whole record.
+                st.notes
+                    .push("the Lead was missing in Salesforce; it was created again".into());
+                st.company_sent = false;
+            }
+            Failure::Converted { message } => return Some(Attempt::Converted { message }),
+            Failure::RejectedFields {
+                fields,
+                code,
+                message,
+            } => {
+                let fresh: Vec<String> = fields
+                    .into_iter()
+                    .filter(|f| !st.exclude.contains(f))
+                    .collect();
+                let required = fresh.iter().any(|f| f == "LastName" || f == "Company");
+                if fresh.is_empty() || required {
+                    return Some(Attempt::Failed(Failure::Permanent { code, message }));
+                }
+                if code == "INVALID_FIELD" {
+                    // The org changed since describe was cached.
+                    self.salesforce.drop_describe(creds).await;
+                    st.describe = match self.salesforce.describe_lead(creds).await {
+                        Ok(d) => d,
+                        Err(f) => return Some(Attempt::Failed(f)),
+                    };
+                }
+                st.notes
+                    .push(format!("{} not sent: {code}: {message}", fresh.join(", ")));
+                st.exclude.extend(fresh);
+            }
+            f => return Some(Attempt::Failed(f)),
+        }
+        None
+    }
+}
+
+/// What the single-record path has learned about a record so far.
+struct Mending<'a> {
+    upsert_field: Option<&'a str>,
+    exclude: BTreeSet<String>,
+    notes: Vec<String>,
+    lead_id: Option<String>,
+    company_sent: bool,
+    describe: Arc<crate::salesforce::LeadDescribe>,
 }
 
 /// The body without `field` (an upsert's body must not carry its key).

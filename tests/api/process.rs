@@ -422,13 +422,17 @@ async fn a_kill_9_in_the_middle_of_a_sync_loses_nothing() {
         ))
         .await;
     let secret = created["webhookSecret"].as_str().unwrap().to_string();
-    let clients = 60;
-    for i in 0..clients {
-        let body = json!({"type": "client.created", "data": {"clientId": i, "email": format!("c{i}@x.io"), "info": {"lastName": format!("L{i}")}}});
-        let res = svc.post_event(&secret, &format!("evt-{i}"), &body).await;
+    let event = |i: usize, v: usize| {
+        json!({"type": "client.updated", "occurredAt": format!("2026-11-28T10:00:0{v}Z"),
+               "data": {"clientId": i, "email": format!("c{i}-v{v}@x.io"), "info": {"lastName": format!("L{i}")}}})
+    };
+    // Wave 1: 30 clients, held, then released together: one batch that commits.
+    for i in 0..30 {
+        let res = svc
+            .post_event(&secret, &format!("w1-{i}"), &event(i, 1))
+            .await;
         assert_eq!(res.status(), 202);
     }
-    // Held until now; enabling releases them in batches of 32 concurrent writes.
     let res = client
         .patch(format!("{}/v1/connections/acme", svc.base))
         .bearer_auth(&token)
@@ -437,26 +441,35 @@ async fn a_kill_9_in_the_middle_of_a_sync_loses_nothing() {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    // Kill once some Leads have landed while other writes are in flight (the
-    // emulator counts a write on arrival and applies it 300 ms later).
     let deadline = Instant::now() + Duration::from_secs(30);
-    let synced_before = loop {
-        let (landed, arrived) = (emu.leads().len(), emu.writes());
-        if landed > 0 && arrived > landed {
-            break landed;
-        }
+    while count_in_state(&svc.base, &token, "synced").await < 30 {
         assert!(
             Instant::now() < deadline,
-            "never caught writes in flight: {}",
+            "wave 1 not synced: {}",
             svc.logs()
         );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Wave 2: updates to half of them and 30 new clients. Kill as soon as their
+    // batch reaches the emulator (it holds each call 300 ms).
+    let calls_before = emu.writes();
+    for i in 15..60 {
+        let res = svc
+            .post_event(&secret, &format!("w2-{i}"), &event(i, 2))
+            .await;
+        assert_eq!(res.status(), 202);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while emu.writes() == calls_before {
+        assert!(
+            Instant::now() < deadline,
+            "wave 2 never left: {}",
+            svc.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     svc.kill9();
-    assert!(
-        synced_before < clients,
-        "the kill came too late to test anything"
-    );
+    let clients = 60;
 
     let mut svc = Service::start_with(&target, port, "second.log", &env);
     svc.wait_ready().await;
@@ -477,7 +490,8 @@ async fn a_kill_9_in_the_middle_of_a_sync_loses_nothing() {
             .iter()
             .find(|l| l["B2C_Client_Id__c"].as_str() == Some(i.to_string().as_str()))
             .unwrap_or_else(|| panic!("client {i} is missing"));
-        assert_eq!(lead["Email"], format!("c{i}@x.io"));
+        let version = if i < 15 { 1 } else { 2 };
+        assert_eq!(lead["Email"], format!("c{i}-v{version}@x.io"));
         assert_eq!(lead["LastName"], format!("L{i}"));
     }
     assert_eq!(
@@ -578,7 +592,8 @@ async fn two_replicas_on_one_postgres_survive_a_sigkill_and_write_each_client_on
         return;
     }
     let emu = Emulator::start(OrgConfig::default()).await;
-    emu.set_latency(Duration::from_millis(5));
+    // Calls take long enough that two replicas writing one client would overlap.
+    emu.set_latency(Duration::from_millis(250));
     let env = [
         ("LEADBRIDGE_ALLOW_INSECURE_SALESFORCE", "true"),
         ("LEADBRIDGE_LEASE_SECS", "3"),
@@ -615,7 +630,7 @@ async fn two_replicas_on_one_postgres_survive_a_sigkill_and_write_each_client_on
         tokio::spawn(async move {
             let http = reqwest::Client::new();
             futures_util::stream::iter(0..events)
-                .for_each_concurrent(32, |i| {
+                .for_each_concurrent(8, |i| {
                     let (http, sent, secret) = (http.clone(), sent.clone(), secret.clone());
                     // Even events go to A (falling back to B once A is dead), odd ones to B.
                     let first = if i % 2 == 0 {
@@ -626,6 +641,8 @@ async fn two_replicas_on_one_postgres_survive_a_sigkill_and_write_each_client_on
                     let second = b_base.clone();
                     async move {
                         deliver(&http, &first, &second, &secret, i, &body(i)).await;
+                        // A steady stream, so both replicas run many rounds that overlap.
+                        tokio::time::sleep(Duration::from_millis(10)).await;
                         sent.fetch_add(1, Ordering::SeqCst);
                     }
                 })
@@ -640,25 +657,31 @@ async fn two_replicas_on_one_postgres_survive_a_sigkill_and_write_each_client_on
     sender.await.unwrap();
 
     let token = b.admin_token();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while count_in_state(&b.base, &token, "synced").await < clients {
-        assert!(
-            Instant::now() < deadline,
-            "not all clients synced: {}",
-            b.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
     let store = leadbridge::store::open(&target.database_url())
         .await
         .unwrap();
     let conn = store.get_connection("acme").await.unwrap().unwrap();
-    assert!(
-        store.pending_events(&conn.id).await.unwrap().is_empty(),
-        "an event was stranded"
-    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let synced = count_in_state(&b.base, &token, "synced").await;
+        let pending = store.pending_events(&conn.id).await.unwrap().len();
+        if synced == clients && pending == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{synced} of {clients} synced, {pending} events stranded: {}",
+            b.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     store.close().await;
 
+    eprintln!(
+        "DEBUG calls={} max_in_flight={}",
+        emu.writes(),
+        emu.max_in_flight_per_lead()
+    );
     let leads = emu.leads();
     assert_eq!(
         leads.len(),

@@ -4,7 +4,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::emulator::{Fault, OrgConfig};
-use crate::helpers::{spawn_app_with, spawn_with_org, TestApp};
+use crate::helpers::{spawn_with_org, TestApp};
 
 fn mapping() -> Value {
     json!({"fieldMapping": {
@@ -128,28 +128,24 @@ async fn an_older_event_arriving_later_does_not_roll_the_lead_back() {
 
 #[tokio::test]
 async fn the_token_is_fetched_once_for_100_concurrent_writes() {
-    let app = spawn_app_with(|s| {
-        s.allow_insecure_salesforce = true;
-        s.sync.batch = 100;
-    })
-    .await;
-    let emu = crate::emulator::Emulator::start(OrgConfig::default()).await;
+    // The worker batches, so drive the Salesforce client directly: 100 creates
+    // at once, all needing a token that is not cached yet.
+    let (app, emu) = spawn_with_org(OrgConfig::default()).await;
     emu.set_latency(std::time::Duration::from_millis(50));
-    let secret = app.connect(&emu, "acme", json!({})).await;
-    for i in 0..100 {
-        accepted(
-            &app,
-            "acme",
-            &secret,
-            &update(i, json!({"email": format!("c{i}@x.io")})),
-        )
-        .await;
-    }
-    assert_eq!(
-        app.worker.run_once().await.unwrap(),
-        100,
-        "all 100 in one concurrent round"
-    );
+    app.connect(&emu, "acme", json!({})).await;
+    let conn = app.store.get_connection("acme").await.unwrap().unwrap();
+    let key = leadbridge::crypto::MasterKey::parse(&app.master_key).unwrap();
+    let creds = leadbridge::salesforce::Credentials::of(&conn, &key).unwrap();
+    let sf = leadbridge::salesforce::Salesforce::new(Default::default());
+    let writes = (0..100).map(|i| {
+        let mut body = serde_json::Map::new();
+        body.insert("LastName".into(), json!(format!("L{i}")));
+        body.insert("Company".into(), json!("Acme"));
+        let (sf, creds) = (&sf, &creds);
+        async move { sf.create(creds, &body).await }
+    });
+    let results = futures_util::future::join_all(writes).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
     assert_eq!(emu.leads().len(), 100);
     assert_eq!(emu.token_requests(), 1);
 }
@@ -885,4 +881,210 @@ async fn changing_the_credentials_drops_the_cached_token_and_other_edits_do_not(
     app.sync().await;
     assert_eq!(emu.token_requests(), 2, "new credentials, new token");
     assert_eq!(emu.leads()[0]["Email"], "c@x.io");
+}
+
+fn composite_calls(emu: &crate::emulator::Emulator) -> Vec<(String, String)> {
+    emu.calls()
+        .into_iter()
+        .filter(|(_, p)| p.starts_with("composite/"))
+        .collect()
+}
+
+#[tokio::test]
+async fn several_due_clients_go_out_in_one_collections_call() {
+    let (app, emu) = spawn_with_org(OrgConfig::default()).await;
+    let secret = app.connect(&emu, "acme", json!({"enabled": false})).await;
+    for i in 0..50 {
+        accepted(
+            &app,
+            "acme",
+            &secret,
+            &update(i, json!({"email": format!("c{i}@x.io")})),
+        )
+        .await;
+    }
+    app.admin(Method::PATCH, "/v1/connections/acme")
+        .json(&json!({"enabled": true}))
+        .send()
+        .await
+        .unwrap();
+    app.sync().await;
+    assert_eq!(emu.leads().len(), 50);
+    assert_eq!(
+        composite_calls(&emu),
+        vec![("POST".to_string(), "composite/sobjects".to_string())]
+    );
+    assert_eq!(emu.writes(), 1, "no single-record write");
+    for i in 0..50 {
+        accepted(
+            &app,
+            "acme",
+            &secret,
+            &update(i, json!({"email": format!("new{i}@x.io")})),
+        )
+        .await;
+    }
+    app.sync().await;
+    assert_eq!(
+        composite_calls(&emu).last().unwrap(),
+        &("PATCH".to_string(), "composite/sobjects".to_string())
+    );
+    assert_eq!(emu.writes(), 2);
+    assert!(emu
+        .leads()
+        .iter()
+        .all(|l| l["Email"].as_str().unwrap().starts_with("new")));
+    let page: Value = app
+        .admin(
+            Method::GET,
+            "/v1/connections/acme/clients?state=synced&limit=100",
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["clients"].as_array().unwrap().len(), 50);
+}
+
+#[tokio::test]
+async fn upserts_are_batched_by_the_external_id_field() {
+    let (app, emu) = spawn_with_org(OrgConfig::default()).await;
+    let secret = app
+        .connect(
+            &emu,
+            "acme",
+            json!({"enabled": false, "externalIdField": "B2C_Client_Id__c"}),
+        )
+        .await;
+    for i in 0..20 {
+        accepted(
+            &app,
+            "acme",
+            &secret,
+            &update(format!("x{i}"), json!({"email": format!("c{i}@x.io")})),
+        )
+        .await;
+    }
+    app.admin(Method::PATCH, "/v1/connections/acme")
+        .json(&json!({"enabled": true}))
+        .send()
+        .await
+        .unwrap();
+    app.sync().await;
+    assert_eq!(
+        composite_calls(&emu),
+        vec![(
+            "PATCH".to_string(),
+            "composite/sobjects/Lead/B2C_Client_Id__c".to_string()
+        )]
+    );
+    let leads = emu.leads();
+    assert_eq!(leads.len(), 20);
+    assert!(
+        leads.iter().all(|l| l["Company"] == "Acme Ltd"),
+        "Company goes with the first write"
+    );
+}
+
+#[tokio::test]
+async fn more_than_200_due_clients_are_split_into_calls_of_200() {
+    let (app, emu) = spawn_with_org(OrgConfig::default()).await;
+    let secret = app.connect(&emu, "acme", json!({"enabled": false})).await;
+    for i in 0..450 {
+        accepted(
+            &app,
+            "acme",
+            &secret,
+            &update(i, json!({"email": format!("c{i}@x.io")})),
+        )
+        .await;
+    }
+    app.admin(Method::PATCH, "/v1/connections/acme")
+        .json(&json!({"enabled": true}))
+        .send()
+        .await
+        .unwrap();
+    app.sync().await;
+    assert_eq!(emu.leads().len(), 450);
+    assert_eq!(composite_calls(&emu).len(), 3, "200 + 200 + 50");
+}
+
+#[tokio::test]
+async fn a_bad_record_in_a_batch_neither_fails_nor_holds_back_the_others() {
+    let (app, emu) = spawn_with_org(OrgConfig::default()).await;
+    let secret = app.connect(&emu, "acme", json!({"enabled": false})).await;
+    for i in 0..10 {
+        let email = if i == 3 {
+            "broken".to_string()
+        } else {
+            format!("c{i}@x.io")
+        };
+        accepted(
+            &app,
+            "acme",
+            &secret,
+            &update(
+                i,
+                json!({"email": email, "info": {"lastName": format!("L{i}")}}),
+            ),
+        )
+        .await;
+    }
+    app.admin(Method::PATCH, "/v1/connections/acme")
+        .json(&json!({"enabled": true}))
+        .send()
+        .await
+        .unwrap();
+    app.sync().await;
+    assert_eq!(emu.leads().len(), 10);
+    for i in 0..10 {
+        let s = app.client_state("acme", &i.to_string()).await;
+        assert_eq!(s["state"], "synced", "{s}");
+        assert_eq!(s["attempts"], 0);
+        let warned = !s["warnings"].as_array().unwrap().is_empty();
+        assert_eq!(warned, i == 3, "{s}");
+    }
+    // One collections call, then the bad record alone, without its Email.
+    assert_eq!(composite_calls(&emu).len(), 1);
+    assert_eq!(emu.writes(), 2);
+    let bad = emu
+        .leads()
+        .into_iter()
+        .find(|l| l["LastName"] == "L3")
+        .unwrap();
+    assert!(bad.get("Email").is_none());
+}
+
+#[tokio::test]
+async fn a_client_whose_lead_would_not_change_is_not_sent_again() {
+    let (app, emu) = spawn_with_org(OrgConfig::default()).await;
+    let secret = app.connect(&emu, "acme", json!({})).await;
+    accepted(
+        &app,
+        "acme",
+        &secret,
+        &update(1, json!({"email": "a@x.io", "info": {"lastName": "D"}})),
+    )
+    .await;
+    app.sync().await;
+    let writes = emu.writes();
+    // The same data again (B2CORE resends on its own schedule, with a new id).
+    accepted(
+        &app,
+        "acme",
+        &secret,
+        &update(1, json!({"email": "a@x.io", "info": {"lastName": "D"}})),
+    )
+    .await;
+    app.sync().await;
+    assert_eq!(
+        emu.writes(),
+        writes,
+        "an identical Lead is not written again"
+    );
+    let s = app.client_state("acme", "1").await;
+    assert_eq!(s["state"], "synced");
+    assert_eq!(s["pendingEvents"], 0);
 }

@@ -727,8 +727,10 @@ async fn rest(
             }
         }
     };
-    let key = lead_key(&method, &tail);
-    let _guard = key.map(|k| InFlight::enter(&s.org, k));
+    let _guards: Vec<InFlight> = lead_keys(&method, &tail, parsed.as_ref())
+        .into_iter()
+        .map(|k| InFlight::enter(&s.org, k))
+        .collect();
     tokio::time::sleep(latency).await;
     let mut res = route(&s.org, &method, &tail, parsed);
     res.headers_mut().insert(
@@ -738,13 +740,32 @@ async fn rest(
     res
 }
 
-/// The record a single-record write targets, for the in-flight check.
-fn lead_key(method: &str, tail: &str) -> Option<String> {
+/// The records a write targets, for the in-flight check: the Lead of a
+/// single-record update or upsert, or every record of a collections call.
+fn lead_keys(method: &str, tail: &str, body: Option<&Value>) -> Vec<String> {
     let parts: Vec<&str> = tail.trim_end_matches('/').split('/').collect();
+    let records = || {
+        body.and_then(|b| b.get("records"))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
     match (method, parts.as_slice()) {
-        ("PATCH", ["sobjects", "Lead", id]) => Some(id.to_string()),
-        ("PATCH", ["sobjects", "Lead", field, value]) => Some(format!("{field}={value}")),
-        _ => None,
+        ("PATCH", ["sobjects", "Lead", id]) => vec![id.to_string()],
+        ("PATCH", ["sobjects", "Lead", field, value]) => vec![format!("{field}={value}")],
+        ("PATCH", ["composite", "sobjects"]) => records()
+            .iter()
+            .filter_map(|r| r.get("id").and_then(Value::as_str).map(str::to_string))
+            .collect(),
+        ("PATCH", ["composite", "sobjects", "Lead", field]) => records()
+            .iter()
+            .filter_map(|r| {
+                r.get(*field)
+                    .and_then(Value::as_str)
+                    .map(|v| format!("{field}={v}"))
+            })
+            .collect(),
+        _ => vec![],
     }
 }
 
