@@ -9,6 +9,7 @@ pub mod configuration;
 pub mod connections;
 pub mod crypto;
 pub mod http;
+pub mod ingest;
 pub mod mapping;
 pub mod metrics;
 pub mod salesforce;

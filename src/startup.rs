@@ -60,8 +60,10 @@ impl Application {
             settings.sync,
             wake.clone(),
         ));
+        let ingest = crate::ingest::Ingest::start(store.clone());
         let state = web::Data::new(AppState {
             store,
+            ingest,
             master_key,
             salesforce,
             wake,

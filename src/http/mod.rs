@@ -28,6 +28,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub master_key: Arc<MasterKey>,
     pub salesforce: Arc<crate::salesforce::Salesforce>,
+    /// Group commit of accepted webhooks.
+    pub ingest: crate::ingest::Ingest,
     /// Wakes the sync worker when an event is stored.
     pub wake: Arc<tokio::sync::Notify>,
     pub admin_token: SecretString,

@@ -116,7 +116,12 @@ async fn handle(
         payload: String::from_utf8(body.to_vec())
             .map_err(|_| ApiError::InvalidPayload("the body is not UTF-8".into()))?,
     };
-    match state.store.insert_event(&new).await? {
+    let stored = state
+        .ingest
+        .insert(new.clone())
+        .await
+        .map_err(|e| ApiError::Unavailable(anyhow::anyhow!(e)))?;
+    match stored {
         Inserted::Accepted => {
             state.wake.notify_one();
             tracing::info!(

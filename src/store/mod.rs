@@ -219,7 +219,15 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
 
     /// Stores an event durably (committed when this returns), or reports a duplicate.
-    async fn insert_event(&self, event: &NewEvent) -> Result<Inserted, StoreError>;
+    async fn insert_event(&self, event: &NewEvent) -> Result<Inserted, StoreError> {
+        Ok(self
+            .insert_events(std::slice::from_ref(event))
+            .await?
+            .pop()
+            .expect("one answer per event"))
+    }
+    /// Stores events in one transaction (one durable commit), answering each in order.
+    async fn insert_events(&self, events: &[NewEvent]) -> Result<Vec<Inserted>, StoreError>;
     /// Events of a connection not yet synced, in arrival order.
     async fn pending_events(&self, connection_id: &str) -> Result<Vec<StoredEvent>, StoreError>;
 

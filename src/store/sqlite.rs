@@ -232,36 +232,39 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn insert_event(&self, e: &NewEvent) -> Result<Inserted, StoreError> {
+    async fn insert_events(&self, events: &[NewEvent]) -> Result<Vec<Inserted>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
-            "INSERT INTO events (id, connection_id, idempotency_key, client_id, event_type,
+        let mut answers = Vec::with_capacity(events.len());
+        for e in events {
+            let done = sqlx::query(
+                "INSERT INTO events (id, connection_id, idempotency_key, client_id, event_type,
                 occurred_at, received_at, payload)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (connection_id, idempotency_key) DO NOTHING",
-        )
-        .bind(&e.id)
-        .bind(&e.connection_id)
-        .bind(&e.idempotency_key)
-        .bind(&e.client_id)
-        .bind(&e.event_type)
-        .bind(to_millis(e.occurred_at))
-        .bind(to_millis(e.received_at))
-        .bind(&e.payload)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            let event_id: String = sqlx::query_scalar(
-                "SELECT id FROM events WHERE connection_id = ? AND idempotency_key = ?",
             )
+            .bind(&e.id)
             .bind(&e.connection_id)
             .bind(&e.idempotency_key)
-            .fetch_one(&mut *tx)
+            .bind(&e.client_id)
+            .bind(&e.event_type)
+            .bind(to_millis(e.occurred_at))
+            .bind(to_millis(e.received_at))
+            .bind(&e.payload)
+            .execute(&mut *tx)
             .await?;
-            return Ok(Inserted::Duplicate { event_id });
-        }
-        // The client becomes due; a dead one starts over, a retrying one keeps its backoff.
-        sqlx::query(
+            if done.rows_affected() == 0 {
+                let event_id: String = sqlx::query_scalar(
+                    "SELECT id FROM events WHERE connection_id = ? AND idempotency_key = ?",
+                )
+                .bind(&e.connection_id)
+                .bind(&e.idempotency_key)
+                .fetch_one(&mut *tx)
+                .await?;
+                answers.push(Inserted::Duplicate { event_id });
+                continue;
+            }
+            // The client becomes due; a dead one starts over, a retrying one keeps its backoff.
+            sqlx::query(
             "INSERT INTO clients (connection_id, client_id, state, next_attempt_at, updated_at)
              VALUES (?, ?, 'pending', ?, ?)
              ON CONFLICT (connection_id, client_id) DO UPDATE SET
@@ -280,8 +283,10 @@ impl Store for SqliteStore {
         .bind(to_millis(e.received_at))
         .execute(&mut *tx)
         .await?;
+            answers.push(Inserted::Accepted);
+        }
         tx.commit().await?;
-        Ok(Inserted::Accepted)
+        Ok(answers)
     }
 
     async fn pending_events(&self, connection_id: &str) -> Result<Vec<StoredEvent>, StoreError> {

@@ -280,3 +280,38 @@ async fn idempotency_keys_are_unique_per_connection() {
         Inserted::Accepted
     );
 }
+
+#[tokio::test]
+async fn a_batch_of_events_commits_together_and_dedupes_within_itself() {
+    let (_db, store, now) = setup().await;
+    let conn = connection(store.as_ref(), "acme", true, now).await;
+    let ev = |key: &str, client: &str| NewEvent {
+        id: uuid::Uuid::new_v4().to_string(),
+        connection_id: conn.clone(),
+        idempotency_key: key.into(),
+        client_id: client.into(),
+        event_type: "client.updated".into(),
+        occurred_at: now,
+        received_at: now,
+        payload: "{}".into(),
+    };
+    let batch = [ev("k1", "c1"), ev("k2", "c2"), ev("k1", "c1")];
+    let answers = store.insert_events(&batch).await.unwrap();
+    assert_eq!(answers[0], Inserted::Accepted);
+    assert_eq!(answers[1], Inserted::Accepted);
+    assert_eq!(
+        answers[2],
+        Inserted::Duplicate {
+            event_id: batch[0].id.clone()
+        }
+    );
+    assert_eq!(store.pending_events(&conn).await.unwrap().len(), 2);
+    assert_eq!(
+        store
+            .claim_due(now, "a", now + Duration::minutes(1), 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+}

@@ -1,0 +1,63 @@
+//! Group commit for accepted webhooks: one task takes every event waiting,
+//! stores them in one transaction (one fsync), then answers each request.
+//! Idle, a batch is one event and adds no wait; under load batches grow with
+//! concurrency. A request is answered only after its batch has committed.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::store::{Inserted, NewEvent, Store};
+
+/// Events committed together, at most.
+const MAX_BATCH: usize = 512;
+
+type Reply = oneshot::Sender<Result<Inserted, String>>;
+
+/// Handle to the committer.
+#[derive(Clone)]
+pub struct Ingest {
+    queue: mpsc::Sender<(NewEvent, Reply)>,
+}
+
+impl Ingest {
+    /// Starts the committer on the current runtime.
+    pub fn start(store: Arc<dyn Store>) -> Self {
+        let (queue, rx) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(commit_loop(store, rx));
+        Self { queue }
+    }
+
+    /// Stores one event durably (with whatever else is waiting); the error is
+    /// a message fit for logs (no SQL, no secrets).
+    pub async fn insert(&self, event: NewEvent) -> Result<Inserted, String> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send((event, reply))
+            .await
+            .map_err(|_| "the committer has stopped".to_string())?;
+        answer
+            .await
+            .map_err(|_| "the committer dropped the event".to_string())?
+    }
+}
+
+async fn commit_loop(store: Arc<dyn Store>, mut rx: mpsc::Receiver<(NewEvent, Reply)>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let (events, replies): (Vec<NewEvent>, Vec<Reply>) = batch.drain(..).unzip();
+        match store.insert_events(&events).await {
+            Ok(answers) => {
+                for (reply, answer) in replies.into_iter().zip(answers) {
+                    let _ = reply.send(Ok(answer));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, events = events.len(), "a batch of webhooks could not be stored");
+                for reply in replies {
+                    let _ = reply.send(Err(e.to_string()));
+                }
+            }
+        }
+    }
+}
