@@ -1,12 +1,17 @@
-//! Time comes through this seam so tests can move it instead of sleeping.
+//! Time and randomness come through this seam, so tests move time instead of
+//! sleeping and fix the backoff jitter instead of hoping.
 
 use std::sync::Mutex;
 
 use chrono::{DateTime, Duration, Utc};
 
-/// A source of "now".
+/// A source of "now", and of the uniform draws in [0, 1) behind backoff jitter.
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> DateTime<Utc>;
+
+    fn jitter(&self) -> f64 {
+        rand::random::<f64>()
+    }
 }
 
 /// The system clock.
@@ -36,5 +41,10 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
         *self.0.lock().expect("clock lock")
+    }
+
+    /// Half the ceiling, always: retries come at predictable times.
+    fn jitter(&self) -> f64 {
+        0.5
     }
 }

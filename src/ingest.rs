@@ -46,7 +46,14 @@ async fn commit_loop(store: Arc<dyn Store>, mut rx: mpsc::Receiver<(NewEvent, Re
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (events, replies): (Vec<NewEvent>, Vec<Reply>) = batch.drain(..).unzip();
-        match store.insert_events(&events).await {
+        let mut result = store.insert_events(&events).await;
+        for _ in 0..3 {
+            match &result {
+                Err(e) if e.is_conflict_abort() => result = store.insert_events(&events).await,
+                _ => break,
+            }
+        }
+        match result {
             Ok(answers) => {
                 for (reply, answer) in replies.into_iter().zip(answers) {
                     let _ = reply.send(Ok(answer));

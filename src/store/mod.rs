@@ -172,6 +172,19 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+impl StoreError {
+    /// A transaction the database aborted to resolve a conflict (deadlock,
+    /// serialization failure): running it again may succeed.
+    pub fn is_conflict_abort(&self) -> bool {
+        match self {
+            StoreError::Unavailable(sqlx::Error::Database(d)) => {
+                matches!(d.code().as_deref(), Some("40P01" | "40001"))
+            }
+            _ => false,
+        }
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         StoreError::Unavailable(e)
@@ -271,7 +284,29 @@ pub trait Store: Send + Sync + 'static {
         owner: &str,
         update: &ClientUpdate,
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<bool, StoreError> {
+        let items = [(claim.clone(), update.clone())];
+        Ok(self.finish_clients(&items, owner, now).await?[0])
+    }
+    /// [`Store::finish_client`] for many clients in one transaction; one answer each.
+    async fn finish_clients(
+        &self,
+        items: &[(Claim, ClientUpdate)],
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>, StoreError>;
+    /// The records of these clients of a connection (unknown ones are left out).
+    async fn clients_by_id(
+        &self,
+        connection_id: &str,
+        client_ids: &[String],
+    ) -> Result<Vec<ClientRecord>, StoreError>;
+    /// The pending events of these clients, by client then arrival.
+    async fn events_of_clients(
+        &self,
+        connection_id: &str,
+        client_ids: &[String],
+    ) -> Result<Vec<StoredEvent>, StoreError>;
     /// Ends the lease without counting an attempt; the client stays due.
     async fn release_client(
         &self,

@@ -10,8 +10,8 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Row};
 
 use super::rows::{
-    client_from_row, connection_from_row, event_from_row, mapping_json, secret_from_row,
-    unique_violation,
+    client_from_row, client_key, connection_from_row, event_from_row, mapping_json,
+    secret_from_row, unique_violation,
 };
 use super::{
     to_millis, Claim, ClientRecord, ClientState, ClientUpdate, Inserted, NewEvent, NextAttempt,
@@ -236,9 +236,15 @@ impl Store for PgStore {
     }
 
     async fn insert_events(&self, events: &[NewEvent]) -> Result<Vec<Inserted>, StoreError> {
+        // Rows are locked in one order everywhere (by client; stable, so a
+        // client's events keep their arrival order), so concurrent batches
+        // wait for each other instead of deadlocking.
+        let mut order: Vec<usize> = (0..events.len()).collect();
+        order.sort_by(|&a, &b| client_key(&events[a]).cmp(&client_key(&events[b])));
         let mut tx = self.pool.begin().await?;
-        let mut answers = Vec::with_capacity(events.len());
-        for e in events {
+        let mut answers: Vec<Option<Inserted>> = vec![None; events.len()];
+        for i in order {
+            let e = &events[i];
             let done = sqlx::query(
                 "INSERT INTO events (id, connection_id, idempotency_key, client_id, event_type,
                 occurred_at, received_at, payload)
@@ -263,7 +269,7 @@ impl Store for PgStore {
                 .bind(&e.idempotency_key)
                 .fetch_one(&mut *tx)
                 .await?;
-                answers.push(Inserted::Duplicate { event_id });
+                answers[i] = Some(Inserted::Duplicate { event_id });
                 continue;
             }
             // The client becomes due; a dead one starts over, a retrying one keeps its backoff.
@@ -285,10 +291,13 @@ impl Store for PgStore {
         .bind(to_millis(e.received_at))
         .execute(&mut *tx)
         .await?;
-            answers.push(Inserted::Accepted);
+            answers[i] = Some(Inserted::Accepted);
         }
         tx.commit().await?;
-        Ok(answers)
+        Ok(answers
+            .into_iter()
+            .map(|a| a.expect("every event answered"))
+            .collect())
     }
 
     async fn pending_events(&self, connection_id: &str) -> Result<Vec<StoredEvent>, StoreError> {
@@ -413,78 +422,89 @@ impl Store for PgStore {
         .collect()
     }
 
-    async fn finish_client(
+    async fn finish_clients(
         &self,
-        claim: &Claim,
+        items: &[(Claim, ClientUpdate)],
         owner: &str,
-        u: &ClientUpdate,
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Vec<bool>, StoreError> {
         let now = to_millis(now);
+        // The same lock order as insert_events: by client.
+        let mut order: Vec<usize> = (0..items.len()).collect();
+        order.sort_by(|&a, &b| {
+            let (x, y) = (&items[a].0, &items[b].0);
+            (&x.connection_id, &x.client_id).cmp(&(&y.connection_id, &y.client_id))
+        });
         let mut tx = self.pool.begin().await?;
-        let updated = sqlx::query(
-            "UPDATE clients SET state = $1, lead_id = $2, attempts = $3, first_failure_at = $4,
+        let mut answers = vec![false; items.len()];
+        for i in order {
+            let (claim, u) = &items[i];
+            let updated = sqlx::query(
+                "UPDATE clients SET state = $1, lead_id = $2, attempts = $3, first_failure_at = $4,
                 last_error_code = $5, last_error_message = $6, last_synced_at = $7, warnings = $8,
                 known = $9, company_sent = $10, updated_at = $11, lease_owner = NULL,
                 lease_until = NULL
              WHERE connection_id = $12 AND client_id = $13 AND lease_owner = $14",
-        )
-        .bind(u.state.as_str())
-        .bind(&u.lead_id)
-        .bind(u.attempts as i64)
-        .bind(u.first_failure_at.map(to_millis))
-        .bind(u.last_error.as_ref().map(|e| e.code.as_str()))
-        .bind(u.last_error.as_ref().map(|e| e.message.as_str()))
-        .bind(u.last_synced_at.map(to_millis))
-        .bind(serde_json::to_string(&u.warnings).expect("strings serialize"))
-        .bind(&u.known)
-        .bind(u.company_sent)
-        .bind(now)
-        .bind(&claim.connection_id)
-        .bind(&claim.client_id)
-        .bind(owner)
-        .execute(&mut *tx)
-        .await?;
-        if updated.rows_affected() == 0 {
-            return Ok(false);
-        }
-        if !u.processed.is_empty() {
-            sqlx::query(
-                "UPDATE events SET processed_at = $1
-                 WHERE connection_id = $2 AND client_id = $3 AND seq = ANY($4)
-                   AND processed_at IS NULL",
             )
+            .bind(u.state.as_str())
+            .bind(&u.lead_id)
+            .bind(u.attempts as i64)
+            .bind(u.first_failure_at.map(to_millis))
+            .bind(u.last_error.as_ref().map(|e| e.code.as_str()))
+            .bind(u.last_error.as_ref().map(|e| e.message.as_str()))
+            .bind(u.last_synced_at.map(to_millis))
+            .bind(serde_json::to_string(&u.warnings).expect("strings serialize"))
+            .bind(&u.known)
+            .bind(u.company_sent)
             .bind(now)
             .bind(&claim.connection_id)
             .bind(&claim.client_id)
-            .bind(&u.processed)
+            .bind(owner)
             .execute(&mut *tx)
             .await?;
-        }
-        // Due again at the retry time, or now if events arrived during the write.
-        let (mode, at) = match u.next {
-            NextAttempt::At(t) => ("at", Some(to_millis(t))),
-            NextAttempt::IfEventsPending => ("if_pending", None),
-            NextAttempt::Never => ("never", None),
-        };
-        sqlx::query(
-            "UPDATE clients SET next_attempt_at = CASE
+            if updated.rows_affected() == 0 {
+                answers.push(false);
+                continue;
+            }
+            if !u.processed.is_empty() {
+                sqlx::query(
+                    "UPDATE events SET processed_at = $1
+                 WHERE connection_id = $2 AND client_id = $3 AND seq = ANY($4)
+                   AND processed_at IS NULL",
+                )
+                .bind(now)
+                .bind(&claim.connection_id)
+                .bind(&claim.client_id)
+                .bind(&u.processed)
+                .execute(&mut *tx)
+                .await?;
+            }
+            // Due again at the retry time, or now if events arrived during the write.
+            let (mode, at) = match u.next {
+                NextAttempt::At(t) => ("at", Some(to_millis(t))),
+                NextAttempt::IfEventsPending => ("if_pending", None),
+                NextAttempt::Never => ("never", None),
+            };
+            sqlx::query(
+                "UPDATE clients SET next_attempt_at = CASE
                WHEN $1 = 'at' THEN $2
                WHEN $1 = 'never' THEN NULL
                WHEN EXISTS (SELECT 1 FROM events e WHERE e.connection_id = clients.connection_id
                    AND e.client_id = clients.client_id AND e.processed_at IS NULL) THEN $3
                ELSE NULL END
              WHERE connection_id = $4 AND client_id = $5",
-        )
-        .bind(mode)
-        .bind(at)
-        .bind(now)
-        .bind(&claim.connection_id)
-        .bind(&claim.client_id)
-        .execute(&mut *tx)
-        .await?;
+            )
+            .bind(mode)
+            .bind(at)
+            .bind(now)
+            .bind(&claim.connection_id)
+            .bind(&claim.client_id)
+            .execute(&mut *tx)
+            .await?;
+            answers[i] = true;
+        }
         tx.commit().await?;
-        Ok(true)
+        Ok(answers)
     }
 
     async fn release_client(
@@ -563,5 +583,40 @@ impl Store for PgStore {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())
+    }
+
+    async fn clients_by_id(
+        &self,
+        connection_id: &str,
+        client_ids: &[String],
+    ) -> Result<Vec<ClientRecord>, StoreError> {
+        sqlx::query(&format!(
+            "{CLIENT_SELECT} WHERE c.connection_id = $1 AND c.client_id = ANY($2)"
+        ))
+        .bind(connection_id)
+        .bind(client_ids)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(client_from_row)
+        .collect()
+    }
+
+    async fn events_of_clients(
+        &self,
+        connection_id: &str,
+        client_ids: &[String],
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        sqlx::query(
+            "SELECT * FROM events WHERE connection_id = $1 AND processed_at IS NULL
+               AND client_id = ANY($2) ORDER BY client_id, seq",
+        )
+        .bind(connection_id)
+        .bind(client_ids)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(event_from_row)
+        .collect()
     }
 }

@@ -129,3 +129,8 @@ pub(crate) fn unique_violation(e: &sqlx::Error) -> bool {
 pub(crate) fn mapping_json(conn: &Connection) -> String {
     serde_json::to_string(&conn.field_mapping).expect("a FieldMapping always serializes")
 }
+
+/// The order in which transactions lock client rows.
+pub(crate) fn client_key(e: &super::NewEvent) -> (&str, &str) {
+    (&e.connection_id, &e.client_id)
+}

@@ -10,8 +10,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 
 use super::rows::{
-    client_from_row, connection_from_row, event_from_row, mapping_json, secret_from_row,
-    unique_violation,
+    client_from_row, client_key, connection_from_row, event_from_row, mapping_json,
+    secret_from_row, unique_violation,
 };
 use super::{
     to_millis, Claim, ClientRecord, ClientState, ClientUpdate, Inserted, NewEvent, NextAttempt,
@@ -233,9 +233,15 @@ impl Store for SqliteStore {
     }
 
     async fn insert_events(&self, events: &[NewEvent]) -> Result<Vec<Inserted>, StoreError> {
+        // Rows are locked in one order everywhere (by client; stable, so a
+        // client's events keep their arrival order), so concurrent batches
+        // wait for each other instead of deadlocking.
+        let mut order: Vec<usize> = (0..events.len()).collect();
+        order.sort_by(|&a, &b| client_key(&events[a]).cmp(&client_key(&events[b])));
         let mut tx = self.pool.begin().await?;
-        let mut answers = Vec::with_capacity(events.len());
-        for e in events {
+        let mut answers: Vec<Option<Inserted>> = vec![None; events.len()];
+        for i in order {
+            let e = &events[i];
             let done = sqlx::query(
                 "INSERT INTO events (id, connection_id, idempotency_key, client_id, event_type,
                 occurred_at, received_at, payload)
@@ -260,7 +266,7 @@ impl Store for SqliteStore {
                 .bind(&e.idempotency_key)
                 .fetch_one(&mut *tx)
                 .await?;
-                answers.push(Inserted::Duplicate { event_id });
+                answers[i] = Some(Inserted::Duplicate { event_id });
                 continue;
             }
             // The client becomes due; a dead one starts over, a retrying one keeps its backoff.
@@ -283,10 +289,13 @@ impl Store for SqliteStore {
         .bind(to_millis(e.received_at))
         .execute(&mut *tx)
         .await?;
-            answers.push(Inserted::Accepted);
+            answers[i] = Some(Inserted::Accepted);
         }
         tx.commit().await?;
-        Ok(answers)
+        Ok(answers
+            .into_iter()
+            .map(|a| a.expect("every event answered"))
+            .collect())
     }
 
     async fn pending_events(&self, connection_id: &str) -> Result<Vec<StoredEvent>, StoreError> {
@@ -407,77 +416,88 @@ impl Store for SqliteStore {
         .collect()
     }
 
-    async fn finish_client(
+    async fn finish_clients(
         &self,
-        claim: &Claim,
+        items: &[(Claim, ClientUpdate)],
         owner: &str,
-        u: &ClientUpdate,
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Vec<bool>, StoreError> {
         let now = to_millis(now);
+        // The same lock order as insert_events: by client.
+        let mut order: Vec<usize> = (0..items.len()).collect();
+        order.sort_by(|&a, &b| {
+            let (x, y) = (&items[a].0, &items[b].0);
+            (&x.connection_id, &x.client_id).cmp(&(&y.connection_id, &y.client_id))
+        });
         let mut tx = self.pool.begin().await?;
-        let updated = sqlx::query(
-            "UPDATE clients SET state = ?, lead_id = ?, attempts = ?, first_failure_at = ?,
+        let mut answers = vec![false; items.len()];
+        for i in order {
+            let (claim, u) = &items[i];
+            let updated = sqlx::query(
+                "UPDATE clients SET state = ?, lead_id = ?, attempts = ?, first_failure_at = ?,
                 last_error_code = ?, last_error_message = ?, last_synced_at = ?, warnings = ?,
                 known = ?, company_sent = ?, updated_at = ?, lease_owner = NULL, lease_until = NULL
              WHERE connection_id = ? AND client_id = ? AND lease_owner = ?",
-        )
-        .bind(u.state.as_str())
-        .bind(&u.lead_id)
-        .bind(u.attempts as i64)
-        .bind(u.first_failure_at.map(to_millis))
-        .bind(u.last_error.as_ref().map(|e| e.code.as_str()))
-        .bind(u.last_error.as_ref().map(|e| e.message.as_str()))
-        .bind(u.last_synced_at.map(to_millis))
-        .bind(serde_json::to_string(&u.warnings).expect("strings serialize"))
-        .bind(&u.known)
-        .bind(u.company_sent as i64)
-        .bind(now)
-        .bind(&claim.connection_id)
-        .bind(&claim.client_id)
-        .bind(owner)
-        .execute(&mut *tx)
-        .await?;
-        if updated.rows_affected() == 0 {
-            return Ok(false);
-        }
-        for seq in &u.processed {
-            sqlx::query(
-                "UPDATE events SET processed_at = ?
-                 WHERE connection_id = ? AND client_id = ? AND seq = ? AND processed_at IS NULL",
             )
+            .bind(u.state.as_str())
+            .bind(&u.lead_id)
+            .bind(u.attempts as i64)
+            .bind(u.first_failure_at.map(to_millis))
+            .bind(u.last_error.as_ref().map(|e| e.code.as_str()))
+            .bind(u.last_error.as_ref().map(|e| e.message.as_str()))
+            .bind(u.last_synced_at.map(to_millis))
+            .bind(serde_json::to_string(&u.warnings).expect("strings serialize"))
+            .bind(&u.known)
+            .bind(u.company_sent as i64)
             .bind(now)
             .bind(&claim.connection_id)
             .bind(&claim.client_id)
-            .bind(seq)
+            .bind(owner)
             .execute(&mut *tx)
             .await?;
-        }
-        // Due again at the retry time, or now if events arrived during the write.
-        let (mode, at) = match u.next {
-            NextAttempt::At(t) => ("at", Some(to_millis(t))),
-            NextAttempt::IfEventsPending => ("if_pending", None),
-            NextAttempt::Never => ("never", None),
-        };
-        sqlx::query(
-            "UPDATE clients SET next_attempt_at = CASE
+            if updated.rows_affected() == 0 {
+                answers.push(false);
+                continue;
+            }
+            for seq in &u.processed {
+                sqlx::query(
+                    "UPDATE events SET processed_at = ?
+                 WHERE connection_id = ? AND client_id = ? AND seq = ? AND processed_at IS NULL",
+                )
+                .bind(now)
+                .bind(&claim.connection_id)
+                .bind(&claim.client_id)
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?;
+            }
+            // Due again at the retry time, or now if events arrived during the write.
+            let (mode, at) = match u.next {
+                NextAttempt::At(t) => ("at", Some(to_millis(t))),
+                NextAttempt::IfEventsPending => ("if_pending", None),
+                NextAttempt::Never => ("never", None),
+            };
+            sqlx::query(
+                "UPDATE clients SET next_attempt_at = CASE
                WHEN ? = 'at' THEN ?
                WHEN ? = 'never' THEN NULL
                WHEN EXISTS (SELECT 1 FROM events e WHERE e.connection_id = clients.connection_id
                    AND e.client_id = clients.client_id AND e.processed_at IS NULL) THEN ?
                ELSE NULL END
              WHERE connection_id = ? AND client_id = ?",
-        )
-        .bind(mode)
-        .bind(at)
-        .bind(mode)
-        .bind(now)
-        .bind(&claim.connection_id)
-        .bind(&claim.client_id)
-        .execute(&mut *tx)
-        .await?;
+            )
+            .bind(mode)
+            .bind(at)
+            .bind(mode)
+            .bind(now)
+            .bind(&claim.connection_id)
+            .bind(&claim.client_id)
+            .execute(&mut *tx)
+            .await?;
+            answers[i] = true;
+        }
         tx.commit().await?;
-        Ok(true)
+        Ok(answers)
     }
 
     async fn release_client(
@@ -565,6 +585,50 @@ impl Store for SqliteStore {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())
+    }
+
+    async fn clients_by_id(
+        &self,
+        connection_id: &str,
+        client_ids: &[String],
+    ) -> Result<Vec<ClientRecord>, StoreError> {
+        let mut out = Vec::with_capacity(client_ids.len());
+        for chunk in client_ids.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let sql =
+                format!("{CLIENT_SELECT} WHERE c.connection_id = ? AND c.client_id IN ({marks})");
+            let mut q = sqlx::query(&sql).bind(connection_id);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            for row in q.fetch_all(&self.pool).await? {
+                out.push(client_from_row(&row)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn events_of_clients(
+        &self,
+        connection_id: &str,
+        client_ids: &[String],
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut out = Vec::new();
+        for chunk in client_ids.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let sql = format!(
+                "SELECT * FROM events WHERE connection_id = ? AND processed_at IS NULL
+                   AND client_id IN ({marks}) ORDER BY client_id, seq"
+            );
+            let mut q = sqlx::query(&sql).bind(connection_id);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            for row in q.fetch_all(&self.pool).await? {
+                out.push(event_from_row(&row)?);
+            }
+        }
+        Ok(out)
     }
 }
 

@@ -4,7 +4,7 @@
 
 pub mod retry;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +19,8 @@ use crate::crypto::MasterKey;
 use crate::mapping::{self, Form, Known, Merge, Pending, Target};
 use crate::salesforce::{Batch, Credentials, Failure, Salesforce, MAX_BATCH};
 use crate::store::{
-    Claim, ClientRecord, ClientState, ClientUpdate, NextAttempt, Store, StoreError, SyncError,
+    Claim, ClientRecord, ClientState, ClientUpdate, NextAttempt, Store, StoreError, StoredEvent,
+    SyncError,
 };
 use crate::webhook::{event, Parsed};
 pub use retry::RetryPolicy;
@@ -57,16 +58,12 @@ impl Default for SyncSettings {
     }
 }
 
-/// Uniform draws in [0, 1) for backoff jitter; tests fix them.
-pub type Jitter = Arc<dyn Fn() -> f64 + Send + Sync>;
-
 /// Writes due clients to Salesforce.
 pub struct Worker {
     store: Arc<dyn Store>,
     salesforce: Arc<Salesforce>,
     master_key: Arc<MasterKey>,
     clock: Arc<dyn Clock>,
-    jitter: Jitter,
     settings: SyncSettings,
     owner: String,
     wake: Arc<Notify>,
@@ -129,17 +126,10 @@ impl Worker {
             salesforce,
             master_key,
             clock,
-            jitter: Arc::new(rand::random::<f64>),
             settings,
             owner: format!("worker-{}", uuid::Uuid::new_v4()),
             wake,
         }
-    }
-
-    /// Replaces the jitter source (tests).
-    pub fn with_jitter(mut self, jitter: Jitter) -> Self {
-        self.jitter = jitter;
-        self
     }
 
     /// Claims the clients due now and writes each; returns how many were claimed.
@@ -200,28 +190,25 @@ impl Worker {
             let Some(conn) = self.store.connection_by_id(&connection_id).await? else {
                 return Ok(());
             };
-            let mut jobs = Vec::new();
-            for claim in claims {
-                if let Some(job) = self.prepare(claim).await? {
-                    jobs.push(job);
+            let jobs = self.prepare(&conn, claims).await?;
+            let upserts = conn.external_id_field.is_some();
+            let mut outcomes = Vec::with_capacity(jobs.len());
+            let mut to_write = Vec::new();
+            for job in jobs {
+                match job.settled(upserts) {
+                    Some(attempt) => outcomes.push((job, attempt)),
+                    None => to_write.push(job),
                 }
             }
-            let upserts = conn.external_id_field.is_some();
-            let (direct, to_write): (Vec<Job>, Vec<Job>) =
-                jobs.into_iter().partition(|j| j.settled(upserts).is_some());
-            for job in direct {
-                let attempt = job.settled(upserts).expect("partitioned on settled");
-                self.conclude(&conn, job, attempt).await?;
-            }
             if to_write.len() > 1 {
-                self.write_batched(&conn, to_write).await
+                outcomes.extend(self.write_batched(&conn, to_write).await);
             } else {
                 for job in to_write {
                     let attempt = self.write_bounded(&conn, &job, None).await;
-                    self.conclude(&conn, job, attempt).await?;
+                    outcomes.push((job, attempt));
                 }
-                Ok(())
             }
+            self.conclude(&conn, outcomes).await
         };
         if let Err(e) = result.instrument(span).await {
             // Leases end on their own; the clients are picked up again then.
@@ -229,39 +216,49 @@ impl Worker {
         }
     }
 
-    /// Loads a claimed client and merges its pending events.
-    async fn prepare(&self, claim: Claim) -> Result<Option<Job>, StoreError> {
-        let Some(client) = self
+    /// Loads the claimed clients and their pending events (two queries), and
+    /// merges each client's events.
+    async fn prepare(&self, conn: &Connection, claims: Vec<Claim>) -> Result<Vec<Job>, StoreError> {
+        let ids: Vec<String> = claims.iter().map(|c| c.client_id.clone()).collect();
+        let mut clients: HashMap<String, ClientRecord> = self
             .store
-            .client(&claim.connection_id, &claim.client_id)
+            .clients_by_id(&conn.id, &ids)
             .await?
-        else {
-            return Ok(None);
-        };
-        let events = self
-            .store
-            .client_events(&claim.connection_id, &claim.client_id)
-            .await?;
-        let read: Vec<i64> = events.iter().map(|e| e.seq).collect();
-        let known: Known = serde_json::from_str(&client.known).unwrap_or_default();
-        let pending: Vec<Pending> = events
-            .iter()
-            .filter_map(|e| match event::parse(e.payload.as_bytes()) {
-                Ok(Parsed::Client(ev)) => Some(Pending {
-                    occurred_at: e.occurred_at,
-                    seq: e.seq,
-                    changes: mapping::changes(&ev.data),
-                }),
-                _ => None,
-            })
+            .into_iter()
+            .map(|c| (c.client_id.clone(), c))
             .collect();
-        let merge = mapping::merge(&known, &pending);
-        Ok(Some(Job {
-            claim,
-            client,
-            read,
-            merge,
-        }))
+        let mut events: HashMap<String, Vec<StoredEvent>> = HashMap::new();
+        for e in self.store.events_of_clients(&conn.id, &ids).await? {
+            events.entry(e.client_id.clone()).or_default().push(e);
+        }
+        let mut jobs = Vec::with_capacity(claims.len());
+        for claim in claims {
+            let Some(client) = clients.remove(&claim.client_id) else {
+                continue;
+            };
+            let events = events.remove(&claim.client_id).unwrap_or_default();
+            let read: Vec<i64> = events.iter().map(|e| e.seq).collect();
+            let known: Known = serde_json::from_str(&client.known).unwrap_or_default();
+            let pending: Vec<Pending> = events
+                .iter()
+                .filter_map(|e| match event::parse(e.payload.as_bytes()) {
+                    Ok(Parsed::Client(ev)) => Some(Pending {
+                        occurred_at: e.occurred_at,
+                        seq: e.seq,
+                        changes: mapping::changes(&ev.data),
+                    }),
+                    _ => None,
+                })
+                .collect();
+            let merge = mapping::merge(&known, &pending);
+            jobs.push(Job {
+                claim,
+                client,
+                read,
+                merge,
+            });
+        }
+        Ok(jobs)
     }
 
     /// A single-record write, bounded well inside the lease so no other worker
@@ -280,7 +277,7 @@ impl Worker {
     /// Writes several clients with collections calls, up to 200 records each.
     /// A record rejected in a way the single-record path can mend (a field to
     /// drop, a deleted Lead) is sent again on its own.
-    async fn write_batched(&self, conn: &Connection, jobs: Vec<Job>) -> Result<(), StoreError> {
+    async fn write_batched(&self, conn: &Connection, jobs: Vec<Job>) -> Vec<(Job, Attempt)> {
         let creds = match Credentials::of(conn, &self.master_key) {
             Ok(c) => c,
             Err(message) => {
@@ -288,19 +285,19 @@ impl Worker {
                     code: "CONFIGURATION".into(),
                     message,
                 };
-                for job in jobs {
-                    self.conclude(conn, job, Attempt::Failed(f.clone())).await?;
-                }
-                return Ok(());
+                return jobs
+                    .into_iter()
+                    .map(|j| (j, Attempt::Failed(f.clone())))
+                    .collect();
             }
         };
         let describe = match self.salesforce.describe_lead(&creds).await {
             Ok(d) => d,
             Err(f) => {
-                for job in jobs {
-                    self.conclude(conn, job, Attempt::Failed(f.clone())).await?;
-                }
-                return Ok(());
+                return jobs
+                    .into_iter()
+                    .map(|j| (j, Attempt::Failed(f.clone())))
+                    .collect()
             }
         };
         let none = BTreeSet::new();
@@ -344,6 +341,7 @@ impl Worker {
                 .push((job, lead));
         }
         let budget = self.settings.lease / 2;
+        let mut outcomes = Vec::new();
         for (_, (batch, items)) in groups {
             let mut items = items.into_iter().peekable();
             while items.peek().is_some() {
@@ -381,51 +379,59 @@ impl Worker {
                                 // single-record path knows how to mend these.
                                 Err(f) => self.write_bounded(conn, &job, Some(f)).await,
                             };
-                            self.conclude(conn, job, attempt).await?;
+                            outcomes.push((job, attempt));
                         }
                     }
                     Err(f) => {
                         for (job, _) in chunk {
-                            self.conclude(conn, job, Attempt::Failed(f.clone())).await?;
+                            outcomes.push((job, Attempt::Failed(f.clone())));
                         }
                     }
                 }
             }
         }
-        Ok(())
+        outcomes
     }
 
-    /// Records an attempt: pauses the connection on the daily limit, else
-    /// writes the client's new record and ends its lease.
+    /// Records attempts: the daily limit pauses the connection and leaves its
+    /// clients due; every other outcome is written, 200 clients a transaction.
     async fn conclude(
         &self,
         conn: &Connection,
-        job: Job,
-        attempt: Attempt,
+        outcomes: Vec<(Job, Attempt)>,
     ) -> Result<(), StoreError> {
         let now = self.clock.now();
-        if let Attempt::Failed(Failure::DailyLimit { message }) = &attempt {
-            let until = now + self.settings.daily_limit_pause;
-            tracing::warn!(connection = %conn.name, %until, "Salesforce's daily API limit is spent; connection paused");
-            self.store
-                .pause_connection(&conn.id, until, message)
-                .await?;
-            let err = SyncError {
-                code: "REQUEST_LIMIT_EXCEEDED".into(),
-                message: message.clone(),
-            };
-            return self
-                .store
-                .release_client(&job.claim, &self.owner, Some(&err))
-                .await;
+        let mut finished = Vec::with_capacity(outcomes.len());
+        let mut paused = false;
+        for (job, attempt) in outcomes {
+            if let Attempt::Failed(Failure::DailyLimit { message }) = &attempt {
+                if !paused {
+                    let until = now + self.settings.daily_limit_pause;
+                    tracing::warn!(connection = %conn.name, %until, "Salesforce's daily API limit is spent; connection paused");
+                    self.store
+                        .pause_connection(&conn.id, until, message)
+                        .await?;
+                    paused = true;
+                }
+                let err = SyncError {
+                    code: "REQUEST_LIMIT_EXCEEDED".into(),
+                    message: message.clone(),
+                };
+                self.store
+                    .release_client(&job.claim, &self.owner, Some(&err))
+                    .await?;
+                continue;
+            }
+            let update = self.outcome(conn, &job.client, attempt, &job.merge, job.read, now);
+            finished.push((job.claim, update));
         }
-        let update = self.outcome(conn, &job.client, attempt, &job.merge, job.read, now);
-        if !self
-            .store
-            .finish_client(&job.claim, &self.owner, &update, now)
-            .await?
-        {
-            tracing::warn!(connection = %conn.name, client_id = %job.client.client_id, "lease lost before the outcome was recorded");
+        for chunk in finished.chunks(MAX_BATCH) {
+            let recorded = self.store.finish_clients(chunk, &self.owner, now).await?;
+            for ((claim, _), ok) in chunk.iter().zip(recorded) {
+                if !ok {
+                    tracing::warn!(connection = %conn.name, client_id = %claim.client_id, "lease lost before the outcome was recorded");
+                }
+            }
         }
         Ok(())
     }
@@ -499,7 +505,7 @@ impl Worker {
                 } else {
                     u.state = ClientState::Retrying;
                     u.next = NextAttempt::At(
-                        now + self.settings.retry.delay(u.attempts, (self.jitter)()),
+                        now + self.settings.retry.delay(u.attempts, self.clock.jitter()),
                     );
                 }
                 tracing::warn!(
