@@ -94,6 +94,19 @@ pub struct SettingsArgs {
     /// keep it below the org's session timeout).
     #[arg(long, env = "LEADBRIDGE_TOKEN_TTL_SECS", default_value_t = 45 * 60, global = true)]
     pub token_ttl_secs: u64,
+    /// Percent of the org's daily API allocation after which only urgent
+    /// writes (webhooks) go out.
+    #[arg(long, env = "LEADBRIDGE_QUOTA_BUDGET_PERCENT", default_value_t = 80, global = true,
+          value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub quota_budget_percent: u8,
+    /// How long an idle worker waits after a webhook for more to batch with it.
+    #[arg(
+        long,
+        env = "LEADBRIDGE_LINGER_MS",
+        default_value_t = 200,
+        global = true
+    )]
+    pub linger_ms: u64,
     /// How long a worker holds a client; a killed replica's clients return after it.
     #[arg(
         long,
@@ -221,6 +234,8 @@ impl Settings {
                 },
                 sync: SyncSettings {
                     lease: std::time::Duration::from_secs(args.lease_secs),
+                    quota_budget_percent: args.quota_budget_percent,
+                    linger: std::time::Duration::from_millis(args.linger_ms),
                     ..SyncSettings::default()
                 },
             },

@@ -34,3 +34,10 @@ pub fn salesforce_request(operation: &'static str, status: u16) {
     )
     .increment(1);
 }
+
+/// The org's daily API usage and allocation, as Salesforce last reported them.
+pub fn api_usage(connection: &str, used: i64, max: i64) {
+    let c = connection.to_string();
+    metrics::gauge!("leadbridge_salesforce_api_used", "connection" => c.clone()).set(used as f64);
+    metrics::gauge!("leadbridge_salesforce_api_max", "connection" => c).set(max as f64);
+}

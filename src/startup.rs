@@ -72,6 +72,7 @@ impl Application {
                 allow_insecure_salesforce: settings.allow_insecure_salesforce,
             },
             max_body_bytes: settings.max_body_bytes,
+            quota_budget_percent: settings.sync.quota_budget_percent,
             clock,
         });
         let server = HttpServer::new(move || {

@@ -100,6 +100,8 @@ pub struct Connection {
     pub signature_header: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The org's API usage as Salesforce last reported it.
+    pub api_usage: Option<crate::store::ApiUsage>,
 }
 
 impl Connection {
@@ -122,6 +124,7 @@ impl Connection {
             signature_header: None,
             created_at: now,
             updated_at: now,
+            api_usage: None,
         }
     }
 

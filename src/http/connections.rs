@@ -47,6 +47,38 @@ pub struct ConnectionView {
     pub webhook_url: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The org's daily API usage as Salesforce last reported it (null before the first call).
+    pub api_usage: Option<ApiUsageView>,
+}
+
+/// The org's daily API usage and leadbridge's budget.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiUsageView {
+    /// Requests used in the last 24 h, all of the org's integrations together.
+    pub used: i64,
+    /// The org's daily allocation.
+    pub max: i64,
+    /// Past this percent of `max`, only urgent writes (webhooks) go out.
+    pub budget_percent: u8,
+    /// Whether `used` has reached the budget.
+    pub budget_reached: bool,
+    pub observed_at: DateTime<Utc>,
+}
+
+impl ConnectionView {
+    /// The view of `c` with the API budget in force.
+    pub fn new(c: &Connection, budget_percent: u8) -> Self {
+        let mut v = Self::from(c);
+        v.api_usage = c.api_usage.map(|u| ApiUsageView {
+            used: u.used,
+            max: u.max,
+            budget_percent,
+            budget_reached: u.at_least(budget_percent),
+            observed_at: u.at,
+        });
+        v
+    }
 }
 
 impl From<&Connection> for ConnectionView {
@@ -68,6 +100,7 @@ impl From<&Connection> for ConnectionView {
             webhook_url: format!("/v1/webhooks/{}", c.name),
             created_at: c.created_at,
             updated_at: c.updated_at,
+            api_usage: None,
         }
     }
 }
@@ -244,7 +277,7 @@ pub async fn create(
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/v1/connections/{}", conn.name)))
         .json(CreatedConnection {
-            connection: ConnectionView::from(&conn),
+            connection: ConnectionView::new(&conn, state.quota_budget_percent),
             webhook_secret: secret.expose_secret().to_string(),
         }))
 }
@@ -260,7 +293,10 @@ pub async fn create(
 pub async fn list(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let all = state.store.list_connections().await?;
     Ok(HttpResponse::Ok().json(ConnectionList {
-        connections: all.iter().map(ConnectionView::from).collect(),
+        connections: all
+            .iter()
+            .map(|c| ConnectionView::new(c, state.quota_budget_percent))
+            .collect(),
     }))
 }
 
@@ -280,7 +316,7 @@ pub async fn get(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let conn = find(&state, &path).await?;
-    Ok(HttpResponse::Ok().json(ConnectionView::from(&conn)))
+    Ok(HttpResponse::Ok().json(ConnectionView::new(&conn, state.quota_budget_percent)))
 }
 
 #[utoipa::path(
@@ -323,7 +359,7 @@ pub async fn patch(
         }
     }
     tracing::info!(connection = %next.name, enabled = next.enabled, credentials_changed, "connection updated");
-    Ok(HttpResponse::Ok().json(ConnectionView::from(&next)))
+    Ok(HttpResponse::Ok().json(ConnectionView::new(&next, state.quota_budget_percent)))
 }
 
 #[utoipa::path(

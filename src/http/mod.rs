@@ -34,6 +34,8 @@ pub struct AppState {
     pub wake: Arc<tokio::sync::Notify>,
     pub admin_token: SecretString,
     pub rules: Rules,
+    /// Percent of the daily API allocation past which only urgent writes go out.
+    pub quota_budget_percent: u8,
     pub max_body_bytes: usize,
     pub clock: Arc<dyn Clock>,
 }

@@ -24,7 +24,7 @@ use super::{clients, connections, health, problem, webhooks};
     components(schemas(
         problem::Problem, crate::connections::FieldError, crate::connections::FieldMapping,
         crate::connections::SignatureScheme, webhooks::WebhookAnswer,
-        connections::ConnectionView, connections::CreatedConnection, connections::ConnectionList,
+        connections::ConnectionView, connections::ApiUsageView, connections::CreatedConnection, connections::ConnectionList,
         connections::RotatedSecret, connections::ConnectionSettings, connections::NewConnection,
         health::HealthStatus, clients::ClientView, clients::ClientPage, clients::LastError,
         clients::Requeued, clients::TestReport, clients::CredentialsCheck, clients::FieldCheck,

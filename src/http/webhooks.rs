@@ -115,6 +115,7 @@ async fn handle(
         received_at: now,
         payload: String::from_utf8(body.to_vec())
             .map_err(|_| ApiError::InvalidPayload("the body is not UTF-8".into()))?,
+        urgent: true,
     };
     let stored = state
         .ingest

@@ -118,6 +118,18 @@ pub struct Salesforce {
     http: reqwest::Client,
     tokens: Cache<String, Arc<Token>>,
     describes: Cache<String, Arc<LeadDescribe>>,
+    /// The latest `Sforce-Limit-Info` per connection: (used, max).
+    usage: Cache<String, (i64, i64)>,
+}
+
+/// `api-usage=USED/MAX` from a `Sforce-Limit-Info` header.
+pub fn parse_limit_info(header: &str) -> Option<(i64, i64)> {
+    let part = header
+        .split(',')
+        .map(str::trim)
+        .find_map(|p| p.strip_prefix("api-usage="))?;
+    let (used, max) = part.split_once('/')?;
+    Some((used.trim().parse().ok()?, max.trim().parse().ok()?))
 }
 
 #[derive(Deserialize)]
@@ -169,6 +181,7 @@ impl Salesforce {
                 .time_to_live(settings.describe_ttl)
                 .max_capacity(10_000)
                 .build(),
+            usage: Cache::builder().max_capacity(10_000).build(),
         }
     }
 
@@ -222,6 +235,11 @@ impl Salesforce {
         }
     }
 
+    /// The org's API usage (used, max) as the last answer for these credentials said.
+    pub async fn usage(&self, c: &Credentials) -> Option<(i64, i64)> {
+        self.usage.get(&c.cache_key).await
+    }
+
     /// Forgets the token cached for these credentials (they are being replaced).
     pub async fn forget_token(&self, c: &Credentials) {
         self.tokens.invalidate(&c.cache_key).await;
@@ -258,6 +276,14 @@ impl Salesforce {
             }
             let res = req.send().await.map_err(transport)?;
             let status = res.status();
+            if let Some(u) = res
+                .headers()
+                .get("sforce-limit-info")
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_limit_info)
+            {
+                self.usage.insert(c.cache_key.clone(), u).await;
+            }
             let bytes = res.bytes().await.map_err(transport)?;
             crate::metrics::salesforce_request(op_name(op), status.as_u16());
             if status.is_success() {
@@ -516,4 +542,21 @@ fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes())
         .collect::<String>()
         .replace('+', "%20")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn limit_info_is_read_as_used_and_max() {
+        assert_eq!(
+            super::parse_limit_info("api-usage=18/5000"),
+            Some((18, 5000))
+        );
+        assert_eq!(
+            super::parse_limit_info("per-app-api-usage=1/100(appName=x), api-usage=25/15000"),
+            Some((25, 15000))
+        );
+        assert_eq!(super::parse_limit_info("api-usage=x/5000"), None);
+        assert_eq!(super::parse_limit_info(""), None);
+    }
 }

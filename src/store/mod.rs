@@ -22,6 +22,21 @@ pub struct WebhookSecretRecord {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
+/// The org's daily API usage, from `Sforce-Limit-Info: api-usage=USED/MAX`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiUsage {
+    pub used: i64,
+    pub max: i64,
+    pub at: DateTime<Utc>,
+}
+
+impl ApiUsage {
+    /// Whether `used` has reached `percent` of `max`.
+    pub fn at_least(&self, percent: u8) -> bool {
+        self.max > 0 && self.used * 100 >= self.max * i64::from(percent)
+    }
+}
+
 /// An accepted webhook, about to be stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewEvent {
@@ -35,6 +50,8 @@ pub struct NewEvent {
     pub received_at: DateTime<Utc>,
     /// The raw body as received (it was verified and parsed as JSON).
     pub payload: String,
+    /// Webhooks are urgent; a non-urgent event waits while the API budget is spent.
+    pub urgent: bool,
 }
 
 /// An event as stored; `seq` gives arrival order.
@@ -49,6 +66,7 @@ pub struct StoredEvent {
     pub occurred_at: DateTime<Utc>,
     pub received_at: DateTime<Utc>,
     pub payload: String,
+    pub urgent: bool,
 }
 
 /// What storing an event did.
@@ -245,6 +263,12 @@ pub trait Store: Send + Sync + 'static {
     async fn pending_events(&self, connection_id: &str) -> Result<Vec<StoredEvent>, StoreError>;
 
     async fn connection_by_id(&self, id: &str) -> Result<Option<Connection>, StoreError>;
+    /// Records the org's API usage as Salesforce last reported it.
+    async fn record_api_usage(
+        &self,
+        connection_id: &str,
+        usage: ApiUsage,
+    ) -> Result<(), StoreError>;
     /// Stops claiming the connection's clients until `until` (the daily API limit).
     async fn pause_connection(
         &self,

@@ -14,8 +14,8 @@ use super::rows::{
     secret_from_row, unique_violation,
 };
 use super::{
-    to_millis, Claim, ClientRecord, ClientState, ClientUpdate, Inserted, NewEvent, NextAttempt,
-    Store, StoreError, StoredEvent, SyncError, WebhookSecretRecord,
+    to_millis, ApiUsage, Claim, ClientRecord, ClientState, ClientUpdate, Inserted, NewEvent,
+    NextAttempt, Store, StoreError, StoredEvent, SyncError, WebhookSecretRecord,
 };
 use crate::connections::Connection;
 
@@ -247,8 +247,8 @@ impl Store for PgStore {
             let e = &events[i];
             let done = sqlx::query(
                 "INSERT INTO events (id, connection_id, idempotency_key, client_id, event_type,
-                occurred_at, received_at, payload)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                occurred_at, received_at, payload, urgent)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
              ON CONFLICT (connection_id, idempotency_key) DO NOTHING",
             )
             .bind(&e.id)
@@ -259,6 +259,7 @@ impl Store for PgStore {
             .bind(to_millis(e.occurred_at))
             .bind(to_millis(e.received_at))
             .bind(&e.payload)
+            .bind(e.urgent)
             .execute(&mut *tx)
             .await?;
             if done.rows_affected() == 0 {
@@ -320,6 +321,23 @@ impl Store for PgStore {
             .as_ref()
             .map(connection_from_row)
             .transpose()
+    }
+
+    async fn record_api_usage(
+        &self,
+        connection_id: &str,
+        usage: ApiUsage,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE connections SET api_used = $1, api_max = $2, api_usage_at = $3 WHERE id = $4",
+        )
+        .bind(usage.used)
+        .bind(usage.max)
+        .bind(to_millis(usage.at))
+        .bind(connection_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     async fn pause_connection(

@@ -65,6 +65,18 @@ pub(crate) fn connection_from_row(row: &impl Cols) -> Result<Connection, StoreEr
         signature_header: row.opt_text("signature_header")?,
         created_at: from_millis(row.int("created_at")?)?,
         updated_at: from_millis(row.int("updated_at")?)?,
+        api_usage: match (
+            row.opt_int("api_used")?,
+            row.opt_int("api_max")?,
+            row.opt_int("api_usage_at")?,
+        ) {
+            (Some(used), Some(max), Some(at)) => Some(super::ApiUsage {
+                used,
+                max,
+                at: from_millis(at)?,
+            }),
+            _ => None,
+        },
     })
 }
 
@@ -89,6 +101,7 @@ pub(crate) fn event_from_row(row: &impl Cols) -> Result<StoredEvent, StoreError>
         occurred_at: from_millis(row.int("occurred_at")?)?,
         received_at: from_millis(row.int("received_at")?)?,
         payload: row.text("payload")?,
+        urgent: row.flag("urgent")?,
     })
 }
 

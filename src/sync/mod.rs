@@ -41,8 +41,12 @@ pub struct SyncSettings {
     /// After a webhook wakes an idle worker, how long it waits for more to
     /// arrive so a burst goes out in few calls. A lone event waits this long.
     pub linger: Duration,
-    /// How long a connection pauses after Salesforce's daily limit.
+    /// How long a connection pauses after Salesforce's daily limit, and how
+    /// long non-urgent work waits while the API budget is spent.
     pub daily_limit_pause: Duration,
+    /// Percent of the org's daily API allocation past which only urgent work
+    /// (webhooks) is written; non-urgent work (backfill) waits.
+    pub quota_budget_percent: u8,
 }
 
 impl Default for SyncSettings {
@@ -54,6 +58,7 @@ impl Default for SyncSettings {
             poll: Duration::from_millis(500),
             linger: Duration::from_millis(200),
             daily_limit_pause: Duration::from_secs(15 * 60),
+            quota_budget_percent: 80,
         }
     }
 }
@@ -76,6 +81,8 @@ struct Job {
     /// The events read (by seq): the ones an outcome marks done.
     read: Vec<i64>,
     merge: Merge,
+    /// Whether any of its pending events is urgent (a webhook).
+    urgent: bool,
 }
 
 impl Job {
@@ -101,6 +108,8 @@ impl Job {
 
 /// What one write attempt came to.
 enum Attempt {
+    /// Not tried: non-urgent work while the API budget is spent.
+    Deferred,
     Written {
         lead_id: String,
         warnings: Vec<String>,
@@ -192,9 +201,20 @@ impl Worker {
             };
             let jobs = self.prepare(&conn, claims).await?;
             let upserts = conn.external_id_field.is_some();
+            let budget = self.settings.quota_budget_percent;
+            // A reading older than the pause no longer counts: the next write refreshes it.
+            let now = self.clock.now();
+            let over_budget = conn.api_usage.is_some_and(|u| {
+                u.at_least(budget)
+                    && (now - u.at).to_std().unwrap_or_default() < self.settings.daily_limit_pause
+            });
             let mut outcomes = Vec::with_capacity(jobs.len());
             let mut to_write = Vec::new();
             for job in jobs {
+                if over_budget && !job.urgent {
+                    outcomes.push((job, Attempt::Deferred));
+                    continue;
+                }
                 match job.settled(upserts) {
                     Some(attempt) => outcomes.push((job, attempt)),
                     None => to_write.push(job),
@@ -208,7 +228,8 @@ impl Worker {
                     outcomes.push((job, attempt));
                 }
             }
-            self.conclude(&conn, outcomes).await
+            self.conclude(&conn, outcomes).await?;
+            self.record_usage(&conn).await
         };
         if let Err(e) = result.instrument(span).await {
             // Leases end on their own; the clients are picked up again then.
@@ -251,11 +272,13 @@ impl Worker {
                 })
                 .collect();
             let merge = mapping::merge(&known, &pending);
+            let urgent = events.iter().any(|e| e.urgent);
             jobs.push(Job {
                 claim,
                 client,
                 read,
                 merge,
+                urgent,
             });
         }
         Ok(jobs)
@@ -436,6 +459,24 @@ impl Worker {
         Ok(())
     }
 
+    /// Stores the API usage Salesforce last reported for this connection, for
+    /// every replica's budget check and the connection's view.
+    async fn record_usage(&self, conn: &Connection) -> Result<(), StoreError> {
+        let Ok(creds) = Credentials::of(conn, &self.master_key) else {
+            return Ok(());
+        };
+        let Some((used, max)) = self.salesforce.usage(&creds).await else {
+            return Ok(());
+        };
+        crate::metrics::api_usage(&conn.name, used, max);
+        let usage = crate::store::ApiUsage {
+            used,
+            max,
+            at: self.clock.now(),
+        };
+        self.store.record_api_usage(&conn.id, usage).await
+    }
+
     /// Turns an attempt into the client's new record.
     fn outcome(
         &self,
@@ -461,6 +502,10 @@ impl Worker {
             processed: Vec::new(),
         };
         match attempt {
+            Attempt::Deferred => {
+                tracing::info!(connection = %conn.name, client_id = %client.client_id, "non-urgent sync deferred: the API budget is spent");
+                u.next = NextAttempt::At(now + self.settings.daily_limit_pause);
+            }
             Attempt::Written { lead_id, warnings } => {
                 tracing::info!(connection = %conn.name, client_id = %client.client_id, lead_id = %lead_id, "lead written");
                 u.state = ClientState::Synced;

@@ -43,6 +43,7 @@ async fn event(
             occurred_at: now,
             received_at: now,
             payload: format!(r#"{{"type":"client.updated","data":{{"clientId":"{client}"}}}}"#),
+            urgent: true,
         })
         .await
         .unwrap()
@@ -294,6 +295,7 @@ async fn a_batch_of_events_commits_together_and_dedupes_within_itself() {
         occurred_at: now,
         received_at: now,
         payload: "{}".into(),
+        urgent: true,
     };
     let batch = [ev("k1", "c1"), ev("k2", "c2"), ev("k1", "c1")];
     let answers = store.insert_events(&batch).await.unwrap();

@@ -1088,3 +1088,131 @@ async fn a_client_whose_lead_would_not_change_is_not_sent_again() {
     assert_eq!(s["state"], "synced");
     assert_eq!(s["pendingEvents"], 0);
 }
+
+#[tokio::test]
+async fn the_orgs_api_usage_is_read_from_every_answer_and_shown_on_the_connection() {
+    let (app, emu) = spawn_with_org(OrgConfig {
+        daily_max: 5000,
+        ..OrgConfig::default()
+    })
+    .await;
+    let secret = app.connect(&emu, "acme", json!({})).await;
+    let before: Value = app
+        .admin(Method::GET, "/v1/connections/acme")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(before["apiUsage"], Value::Null);
+    accepted(
+        &app,
+        "acme",
+        &secret,
+        &update(1, json!({"email": "a@x.io"})),
+    )
+    .await;
+    app.sync().await;
+    let conn: Value = app
+        .admin(Method::GET, "/v1/connections/acme")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let usage = &conn["apiUsage"];
+    assert_eq!(usage["used"], 2, "describe and one write: {usage}");
+    assert_eq!(usage["max"], 5000);
+    assert_eq!(usage["budgetPercent"], 80);
+    assert_eq!(usage["budgetReached"], false);
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"leadbridge_salesforce_api_used{connection="acme"} 2"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"leadbridge_salesforce_api_max{connection="acme"} 5000"#));
+}
+
+#[tokio::test]
+async fn past_the_budget_only_urgent_work_is_written() {
+    let (app, emu) = spawn_with_org(OrgConfig {
+        daily_max: 100,
+        ..OrgConfig::default()
+    })
+    .await;
+    let secret = app.connect(&emu, "acme", json!({})).await;
+    emu.set_api_calls(85); // the org's other integrations
+    accepted(
+        &app,
+        "acme",
+        &secret,
+        &update("c1", json!({"email": "c1@x.io"})),
+    )
+    .await;
+    app.sync().await;
+    let conn: Value = app
+        .admin(Method::GET, "/v1/connections/acme")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(conn["apiUsage"]["budgetReached"], true, "{conn}");
+
+    // Non-urgent work (as backfill stores it) waits; a webhook still goes out.
+    let id = app.connection_id("acme").await;
+    let now = leadbridge::clock::Clock::now(app.clock.as_ref());
+    let backfill = leadbridge::store::NewEvent {
+        id: uuid::Uuid::new_v4().to_string(),
+        connection_id: id,
+        idempotency_key: "backfill-b".into(),
+        client_id: "b".into(),
+        event_type: "client.updated".into(),
+        occurred_at: now,
+        received_at: now,
+        payload: update("b", json!({"email": "b@x.io"})).to_string(),
+        urgent: false,
+    };
+    app.store.insert_event(&backfill).await.unwrap();
+    accepted(
+        &app,
+        "acme",
+        &secret,
+        &update("c2", json!({"email": "c2@x.io"})),
+    )
+    .await;
+    app.sync().await;
+    let emails: Vec<String> = emu
+        .leads()
+        .iter()
+        .map(|l| l["Email"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        emails.contains(&"c2@x.io".to_string()),
+        "urgent work is written: {emails:?}"
+    );
+    assert!(
+        !emails.contains(&"b@x.io".to_string()),
+        "non-urgent work waits: {emails:?}"
+    );
+    let b = app.client_state("acme", "b").await;
+    assert_eq!(b["state"], "pending");
+    assert_eq!(b["attempts"], 0);
+    assert_eq!(b["pendingEvents"], 1);
+
+    // Once the reading is older than the pause, the next write checks again.
+    app.clock.advance(chrono::Duration::minutes(16));
+    app.sync().await;
+    assert!(emu.leads().iter().any(|l| l["Email"] == "b@x.io"));
+}

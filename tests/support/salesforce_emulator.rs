@@ -201,6 +201,11 @@ impl Emulator {
         });
     }
 
+    /// Sets the org's API usage (other integrations' calls count too).
+    pub fn set_api_calls(&self, n: u64) {
+        self.with(|o| o.api_calls = n);
+    }
+
     pub fn max_in_flight_per_lead(&self) -> u32 {
         self.with(|o| o.max_in_flight_per_lead)
     }
