@@ -64,6 +64,7 @@ impl Application {
         let state = web::Data::new(AppState {
             store,
             ingest,
+            receivers: http::webhooks::receiver_cache(),
             master_key,
             salesforce,
             wake,

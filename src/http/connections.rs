@@ -352,6 +352,7 @@ pub async fn patch(
             current.name
         )));
     }
+    state.receivers.invalidate(&next.name).await;
     let credentials_changed = current.credentials_fingerprint() != next.credentials_fingerprint();
     if credentials_changed {
         if let Ok(old) = crate::salesforce::Credentials::of(&current, &state.master_key) {
@@ -377,7 +378,9 @@ pub async fn delete(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    if !state.store.delete_connection(&path).await? {
+    let deleted = state.store.delete_connection(&path).await?;
+    state.receivers.invalidate(path.as_str()).await;
+    if !deleted {
         return Err(ApiError::NotFound(format!(
             "no connection is named `{path}`"
         )));
@@ -406,6 +409,7 @@ pub async fn rotate_webhook_secret(
     let until = now + chrono::Duration::hours(ROTATION_OVERLAP_HOURS);
     let (secret, record) = new_webhook_secret(&state, &conn.id, now);
     state.store.rotate_webhook_secret(&record, until).await?;
+    state.receivers.invalidate(&conn.name).await;
     tracing::info!(connection = %conn.name, "webhook secret rotated");
     Ok(HttpResponse::Ok().json(RotatedSecret {
         webhook_secret: secret.expose_secret().to_string(),

@@ -28,6 +28,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub master_key: Arc<MasterKey>,
     pub salesforce: Arc<crate::salesforce::Salesforce>,
+    /// Connections with opened webhook secrets, reused briefly by the webhook path.
+    pub receivers: moka::future::Cache<String, std::sync::Arc<webhooks::Receiver>>,
     /// Group commit of accepted webhooks.
     pub ingest: crate::ingest::Ingest,
     /// Wakes the sync worker when an event is stored.

@@ -1,6 +1,8 @@
 //! `POST /v1/webhooks/{connectionName}`: size check, signature check on the raw
 //! bytes, parse, durable insert, then 202.
 
+use std::sync::Arc;
+
 use actix_web::{web, HttpRequest, HttpResponse};
 use secrecy::SecretString;
 use serde::Serialize;
@@ -72,16 +74,19 @@ async fn handle(
     use actix_web::http::StatusCode;
 
     check_declared_length(req, state.max_body_bytes)?;
-    let conn = state
-        .store
-        .get_connection(name)
-        .await?
-        .ok_or_else(|| ApiError::UnknownConnection(name.to_string()))?;
+    let receiver = receiver(state, name).await?;
+    let conn = &receiver.conn;
     let body = read_body(payload, state.max_body_bytes).await?;
     let now = state.clock.now();
 
-    let secrets = valid_secrets(state, &conn, now).await?;
-    let signed = verify_request(req, &conn, &body, &secrets, now.timestamp())?;
+    // Expiry is checked against the clock on every request, cached or not.
+    let secrets: Vec<SecretString> = receiver
+        .secrets
+        .iter()
+        .filter(|(expires_at, _)| expires_at.is_none_or(|t| t > now))
+        .map(|(_, s)| s.clone())
+        .collect();
+    let signed = verify_request(req, conn, &body, &secrets, now.timestamp())?;
 
     let parsed = event::parse(&body).map_err(ApiError::InvalidPayload)?;
     let ev = match parsed {
@@ -150,13 +155,38 @@ async fn handle(
     }
 }
 
-/// The connection's currently valid webhook secrets, opened.
-async fn valid_secrets(
-    state: &AppState,
-    conn: &Connection,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<Vec<SecretString>, ApiError> {
-    state
+/// A connection with its webhook secrets opened, as the webhook path needs it.
+pub struct Receiver {
+    conn: Connection,
+    /// (expires_at, secret) of every secret not expired when loaded.
+    secrets: Vec<(Option<chrono::DateTime<chrono::Utc>>, SecretString)>,
+}
+
+/// How long this process reuses a loaded [`Receiver`]. Its own edits drop it at
+/// once; another replica's edits (a new secret, a deleted connection) reach it
+/// within this time. Expired secrets are refused at once either way.
+pub const RECEIVER_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The cache of receivers, by connection name.
+pub fn receiver_cache() -> moka::future::Cache<String, Arc<Receiver>> {
+    moka::future::Cache::builder()
+        .time_to_live(RECEIVER_TTL)
+        .max_capacity(10_000)
+        .build()
+}
+
+/// The connection named `name` with its secrets, from the cache or the store.
+async fn receiver(state: &AppState, name: &str) -> Result<Arc<Receiver>, ApiError> {
+    if let Some(r) = state.receivers.get(name).await {
+        return Ok(r);
+    }
+    let conn = state
+        .store
+        .get_connection(name)
+        .await?
+        .ok_or_else(|| ApiError::UnknownConnection(name.to_string()))?;
+    let now = state.clock.now();
+    let secrets = state
         .store
         .valid_webhook_secrets(&conn.id, now)
         .await?
@@ -165,9 +195,13 @@ async fn valid_secrets(
             state
                 .master_key
                 .open(&webhook_secret_context(&conn.id, &s.id), &s.sealed)
+                .map(|secret| (s.expires_at, secret))
                 .map_err(|e| ApiError::Internal(e.into()))
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    let r = Arc::new(Receiver { conn, secrets });
+    state.receivers.insert(name.to_string(), r.clone()).await;
+    Ok(r)
 }
 
 /// What a verified signature tells about the request.

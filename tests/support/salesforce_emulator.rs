@@ -74,6 +74,8 @@ pub enum Fault {
 pub struct Org {
     pub cfg: OrgConfig,
     pub leads: BTreeMap<String, Map<String, Value>>,
+    /// Lead ids by (External ID field, value); checked against the Lead on use.
+    by_external: HashMap<(String, String), Vec<String>>,
     pub deleted: HashSet<String>,
     tokens: HashSet<String>,
     pub token_requests: u64,
@@ -144,6 +146,11 @@ impl Emulator {
                 .map(|(_, l)| l.clone())
                 .collect()
         })
+    }
+
+    /// How many Leads exist (without copying them).
+    pub fn lead_count(&self) -> usize {
+        self.with(|o| o.leads.keys().filter(|id| !o.deleted.contains(*id)).count())
     }
 
     pub fn lead(&self, id: &str) -> Option<Map<String, Value>> {
@@ -491,6 +498,22 @@ fn validate(
 }
 
 impl Org {
+    /// Stores a record and indexes its External ID values.
+    fn store_lead(&mut self, id: &str, record: Map<String, Value>) {
+        for field in &self.cfg.external_ids {
+            if let Some(v) = record.get(field).and_then(Value::as_str) {
+                let ids = self
+                    .by_external
+                    .entry((field.clone(), v.to_string()))
+                    .or_default();
+                if !ids.iter().any(|i| i == id) {
+                    ids.push(id.to_string());
+                }
+            }
+        }
+        self.leads.insert(id.to_string(), record);
+    }
+
     fn new_id(&mut self) -> String {
         self.next_id += 1;
         format!("00Q{:012}AAA", self.next_id)
@@ -520,7 +543,7 @@ impl Org {
         let id = self.new_id();
         record.insert("Id".into(), Value::String(id.clone()));
         record.insert("IsConverted".into(), Value::Bool(false));
-        self.leads.insert(id.clone(), record);
+        self.store_lead(&id.clone(), record);
         Ok(id)
     }
 
@@ -553,7 +576,7 @@ impl Org {
         }
         let record = validate(&self.cfg, body, self.leads.get(id), false)
             .map_err(|e| (StatusCode::BAD_REQUEST, e))?;
-        self.leads.insert(id.to_string(), record);
+        self.store_lead(id, record);
         Ok(())
     }
 
@@ -586,13 +609,22 @@ impl Org {
                 )],
             ));
         }
+        let key = (field.to_string(), value.to_string());
         let matches: Vec<String> = self
-            .leads
-            .iter()
-            .filter(|(id, l)| {
-                !self.deleted.contains(*id) && l.get(field).and_then(Value::as_str) == Some(value)
+            .by_external
+            .get(&key)
+            .into_iter()
+            .flatten()
+            .filter(|id| {
+                !self.deleted.contains(*id)
+                    && self
+                        .leads
+                        .get(*id)
+                        .and_then(|l| l.get(field))
+                        .and_then(Value::as_str)
+                        == Some(value)
             })
-            .map(|(id, _)| id.clone())
+            .cloned()
             .collect();
         match matches.as_slice() {
             [] => {
@@ -865,7 +897,8 @@ fn collections(o: &mut Org, method: &str, rest: &[&str], body: &Value) -> HttpRe
             &[],
         );
     }
-    let snapshot = (o.leads.clone(), o.next_id);
+    // Only an all-or-none call can roll back, so only it pays for a copy.
+    let snapshot = all_or_none.then(|| (o.leads.clone(), o.by_external.clone(), o.next_id));
     let mut results = Vec::new();
     let mut failed = false;
     for rec in records {
@@ -928,8 +961,8 @@ fn collections(o: &mut Org, method: &str, rest: &[&str], body: &Value) -> HttpRe
             }
         }
     }
-    if all_or_none && failed {
-        (o.leads, o.next_id) = snapshot;
+    if let (true, Some(snapshot)) = (failed, snapshot) {
+        (o.leads, o.by_external, o.next_id) = snapshot;
         for r in results.iter_mut().filter(|r| r["success"] == true) {
             *r = json!({"success": false, "errors": [RecErr::new("ALL_OR_NONE_OPERATION_ROLLED_BACK", "Record rolled back because not all records were valid and the request was using AllOrNone header", &[]).composite()]});
         }

@@ -1,0 +1,484 @@
+//! Throughput benchmarks (issue: ingest fast, spend the API quota sparingly).
+//!
+//!   cargo bench --bench throughput            # everything
+//!   cargo bench --bench throughput -- ingest  # (a) and (d) for ingest
+//!   cargo bench --bench throughput -- calls   # (b)
+//!   cargo bench --bench throughput -- sync    # (c) and (d) for sync
+//!
+//! The release `leadbridge` binary runs as its own process on an SQLite file
+//! (the default setup) with default settings, logging at info to /dev/null.
+//! The baseline is a bare actix-web endpoint that reads the body and answers
+//! 202, also in its own process. Salesforce is the strict emulator of
+//! tests/support, in this process. Every request is uniquely and validly signed.
+//! Results are printed as Markdown.
+
+#[path = "../tests/support/salesforce_emulator.rs"]
+mod emulator;
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use secrecy::SecretString;
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_leadbridge");
+const CONNECTIONS: usize = 64;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn wait_http(url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while reqwest::get(url).await.is_err() {
+        assert!(Instant::now() < deadline, "{url} did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Peak resident set (VmHWM) of a process, in MiB.
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map(|kib| kib / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+/// A running `leadbridge serve` on a fresh SQLite file.
+struct Leadbridge {
+    child: std::process::Child,
+    base: String,
+    token: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Leadbridge {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let child = Command::new(BIN)
+            .current_dir(dir.path())
+            .env("LEADBRIDGE_LISTEN", format!("127.0.0.1:{port}"))
+            .env("LEADBRIDGE_LOG_FORMAT", "json")
+            .env("LEADBRIDGE_ALLOW_INSECURE_SALESFORCE", "true")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        wait_http(&format!("{base}/health/ready")).await;
+        let token = std::fs::read_to_string(dir.path().join("leadbridge.db.admin-token")).unwrap();
+        Self {
+            child,
+            base,
+            token: token.trim().to_string(),
+            _dir: dir,
+        }
+    }
+
+    async fn admin(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        let res = reqwest::Client::new()
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success(), "{path}: {}", res.status());
+        res.json().await.unwrap_or(Value::Null)
+    }
+
+    /// Creates connection `acme`; returns its webhook secret.
+    async fn connection(&self, body: Value) -> String {
+        let created = self
+            .admin(reqwest::Method::POST, "/v1/connections", body)
+            .await;
+        created["webhookSecret"].as_str().unwrap().to_string()
+    }
+
+    fn peak_rss_mib(&self) -> f64 {
+        peak_rss_mib(self.child.id())
+    }
+}
+
+impl Drop for Leadbridge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A signed, unique client event.
+fn signed(secret: &SecretString, id: &str, body: &str) -> [(&'static str, String); 3] {
+    let ts = chrono::Utc::now().timestamp();
+    let sig = leadbridge::webhook::sign_standard(secret, id, ts, body.as_bytes());
+    [
+        ("webhook-id", id.to_string()),
+        ("webhook-timestamp", ts.to_string()),
+        ("webhook-signature", sig),
+    ]
+}
+
+fn event_body(client: usize, version: usize) -> String {
+    json!({
+        "type": "client.updated",
+        "occurredAt": (chrono::DateTime::from_timestamp(1_764_000_000 + version as i64, 0).unwrap()).to_rfc3339(),
+        "data": {"clientId": client, "email": format!("c{client}-v{version}@example.com"),
+                 "info": {"firstName": "Bench", "lastName": format!("L{client}")}}
+    })
+    .to_string()
+}
+
+#[derive(Default)]
+struct Stats {
+    ok: usize,
+    errors: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+impl Stats {
+    fn rate(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64()
+    }
+    fn pct(&mut self, p: f64) -> f64 {
+        self.latencies.sort();
+        if self.latencies.is_empty() {
+            return f64::NAN;
+        }
+        let i =
+            ((self.latencies.len() as f64 * p).ceil() as usize).clamp(1, self.latencies.len()) - 1;
+        self.latencies[i].as_secs_f64() * 1000.0
+    }
+}
+
+/// Sends unique signed events from `CONNECTIONS` keep-alive connections, as
+/// fast as answers come (`rate` None) or paced to `rate` per second in total,
+/// for `duration` or until `limit` events are sent. Event `n` is for client
+/// `n % clients`, version `n / clients`.
+async fn load(
+    url: &str,
+    secret: &str,
+    duration: Duration,
+    rate: Option<f64>,
+    limit: usize,
+    clients: usize,
+) -> Stats {
+    let secret = Arc::new(SecretString::from(secret.to_string()));
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    // Ids are unique across runs too, or a later run's events would be duplicates.
+    let run = Arc::new(uuid::Uuid::new_v4().simple().to_string());
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..CONNECTIONS)
+        .map(|t| {
+            let (url, secret, next, run) =
+                (url.to_string(), secret.clone(), next.clone(), run.clone());
+            tokio::spawn(async move {
+                let http = reqwest::Client::builder()
+                    .pool_max_idle_per_host(1)
+                    .build()
+                    .unwrap();
+                let mut stats = Stats::default();
+                let interval = rate.map(|r| Duration::from_secs_f64(CONNECTIONS as f64 / r));
+                let mut tick = interval.map(|i| {
+                    let mut t = tokio::time::interval_at(
+                        tokio::time::Instant::now() + i.mul_f64(t as f64 / CONNECTIONS as f64),
+                        i,
+                    );
+                    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    t
+                });
+                while start.elapsed() < duration {
+                    if let Some(t) = tick.as_mut() {
+                        t.tick().await;
+                    }
+                    let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if n >= limit {
+                        break;
+                    }
+                    let body = event_body(n % clients, n / clients);
+                    let mut req = http
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(body.clone());
+                    for (k, v) in signed(&secret, &format!("bench-{run}-{n}"), &body) {
+                        req = req.header(k, v);
+                    }
+                    let sent = Instant::now();
+                    match req.send().await {
+                        Ok(res) if res.status().as_u16() == 202 => {
+                            let _ = res.bytes().await;
+                            stats.latencies.push(sent.elapsed());
+                            stats.ok += 1;
+                        }
+                        _ => stats.errors += 1,
+                    }
+                }
+                stats
+            })
+        })
+        .collect();
+    let mut all = Stats::default();
+    for t in tasks {
+        let s = t.await.unwrap();
+        all.ok += s.ok;
+        all.errors += s.errors;
+        all.latencies.extend(s.latencies);
+    }
+    all.elapsed = start.elapsed();
+    all
+}
+
+/// The bare endpoint, in its own process: `throughput baseline-server PORT`.
+fn baseline_server(port: u16) {
+    actix_web::rt::System::new().block_on(async move {
+        actix_web::HttpServer::new(|| {
+            actix_web::App::new().route(
+                "/v1/webhooks/{name}",
+                actix_web::web::post().to(|_body: actix_web::web::Bytes| async {
+                    actix_web::HttpResponse::Accepted().json(json!({"status": "accepted"}))
+                }),
+            )
+        })
+        .bind(("127.0.0.1", port))
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    });
+}
+
+async fn ingest() {
+    println!("## (a) Ingest: signed unique webhooks, {CONNECTIONS} connections, 10 s each\n");
+    let port = free_port();
+    let mut baseline = Command::new(std::env::current_exe().unwrap())
+        .args(["baseline-server", &port.to_string()])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let bare_url = format!("http://127.0.0.1:{port}/v1/webhooks/acme");
+    wait_http(&format!("http://127.0.0.1:{port}/")).await;
+    let lb = Leadbridge::start().await;
+    // A disabled connection: events are stored and held, nothing goes to Salesforce.
+    let secret = lb.connection(json!({"name": "acme"})).await;
+    let url = format!("{}/v1/webhooks/acme", lb.base);
+    let secs = Duration::from_secs(10);
+
+    let _warm = load(
+        &bare_url,
+        &secret,
+        Duration::from_secs(1),
+        None,
+        usize::MAX,
+        usize::MAX,
+    )
+    .await;
+    let mut bare = load(&bare_url, &secret, secs, None, usize::MAX, usize::MAX).await;
+    let mut full = load(&url, &secret, secs, None, usize::MAX, usize::MAX).await;
+    let half_rate = full.rate() / 2.0;
+    let mut half = load(&url, &secret, secs, Some(half_rate), usize::MAX, usize::MAX).await;
+    let rss = lb.peak_rss_mib();
+    let _ = baseline.kill();
+    let _ = baseline.wait();
+
+    println!("| endpoint | requests/s | p50 ms | p99 ms | errors |");
+    println!("|---|---|---|---|---|");
+    println!(
+        "| bare actix-web, 202 only | {:.0} | {:.2} | {:.2} | {} |",
+        bare.rate(),
+        bare.pct(0.5),
+        bare.pct(0.99),
+        bare.errors
+    );
+    println!(
+        "| leadbridge, as fast as it answers | {:.0} | {:.2} | {:.2} | {} |",
+        full.rate(),
+        full.pct(0.5),
+        full.pct(0.99),
+        full.errors
+    );
+    println!(
+        "| leadbridge, paced at half that rate ({half_rate:.0}/s) | {:.0} | {:.2} | {:.2} | {} |",
+        half.rate(),
+        half.pct(0.5),
+        half.pct(0.99),
+        half.errors
+    );
+    println!(
+        "\nleadbridge / bare = {:.0}%; peak RSS of leadbridge (d) = {rss:.1} MiB\n",
+        100.0 * full.rate() / bare.rate()
+    );
+}
+
+/// Salesforce calls (token and REST) the emulator received.
+fn calls(emu: &emulator::Emulator) -> usize {
+    emu.calls().len() + emu.token_requests() as usize
+}
+
+async fn until(what: &str, deadline: Duration, mut done: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < deadline,
+            "{what} not done in {deadline:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    start.elapsed()
+}
+
+/// Whether every client has its Lead with its newest version.
+fn all_current(emu: &emulator::Emulator, clients: usize, events: usize) -> bool {
+    if emu.lead_count() != clients {
+        return false;
+    }
+    let leads = emu.leads();
+    leads.iter().all(|l| {
+        let c: usize = l["B2C_Client_Id__c"].as_str().unwrap().parse().unwrap();
+        let newest = (events - 1 - c) / clients;
+        l["Email"] == format!("c{c}-v{newest}@example.com")
+    })
+}
+
+async fn quota() {
+    println!("## (b) Salesforce calls per 1,000 events (upserts by External ID)\n");
+    println!("| load | events | clients | Salesforce calls (token + REST) | per 1,000 events |");
+    println!("|---|---|---|---|---|");
+    for (name, events, clients, rate) in [
+        (
+            "steady trickle, 100 events/s",
+            1_000usize,
+            200usize,
+            Some(100.0),
+        ),
+        ("burst, as fast as accepted", 10_000, 2_000, None),
+    ] {
+        let emu = emulator::Emulator::start(emulator::OrgConfig::default()).await;
+        let lb = Leadbridge::start().await;
+        let cfg = emu.org.lock().unwrap().cfg.clone();
+        let secret = lb
+            .connection(
+                json!({"name": "acme", "domainUrl": emu.base, "consumerKey": cfg.client_id,
+                "consumerSecret": cfg.client_secret, "company": "Bench Ltd", "enabled": true,
+                "externalIdField": "B2C_Client_Id__c"}),
+            )
+            .await;
+        let url = format!("{}/v1/webhooks/acme", lb.base);
+        let sent = load(
+            &url,
+            &secret,
+            Duration::from_secs(120),
+            rate,
+            events,
+            clients,
+        )
+        .await;
+        assert_eq!(sent.ok, events, "{} errors", sent.errors);
+        until("sync", Duration::from_secs(120), || {
+            all_current(&emu, clients, events)
+        })
+        .await;
+        let n = calls(&emu);
+        println!(
+            "| {name} | {events} | {clients} | {n} | {:.1} |",
+            n as f64 * 1000.0 / events as f64
+        );
+    }
+    println!();
+}
+
+async fn sync() {
+    // BENCH_SYNC_CLIENTS runs a smaller sync (e.g. under a profiler).
+    let clients: usize = std::env::var("BENCH_SYNC_CLIENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    println!("## (c) {clients} distinct clients through the emulator\n");
+    let emu = emulator::Emulator::start(emulator::OrgConfig {
+        daily_max: 10_000_000,
+        ..Default::default()
+    })
+    .await;
+    let lb = Leadbridge::start().await;
+    let cfg = emu.org.lock().unwrap().cfg.clone();
+    let secret = lb
+        .connection(
+            json!({"name": "acme", "domainUrl": emu.base, "consumerKey": cfg.client_id,
+            "consumerSecret": cfg.client_secret, "company": "Bench Ltd", "enabled": false,
+            "externalIdField": "B2C_Client_Id__c"}),
+        )
+        .await;
+    let url = format!("{}/v1/webhooks/acme", lb.base);
+    let sent = load(
+        &url,
+        &secret,
+        Duration::from_secs(600),
+        None,
+        clients,
+        clients,
+    )
+    .await;
+    assert_eq!(sent.ok, clients, "{} errors", sent.errors);
+    println!("ingested (held) in {:.1} s", sent.elapsed.as_secs_f64());
+    lb.admin(
+        reqwest::Method::PATCH,
+        "/v1/connections/acme",
+        json!({"enabled": true}),
+    )
+    .await;
+    if let Ok(path) = std::env::var("BENCH_PID_FILE") {
+        std::fs::write(path, lb.child.id().to_string()).unwrap();
+    }
+    let took = until("sync", Duration::from_secs(900), || {
+        emu.lead_count() == clients
+    })
+    .await;
+    let rss = lb.peak_rss_mib();
+    println!(
+        "\n| clients | time to sync | clients/s | Salesforce calls | peak RSS of leadbridge (d) |\n|---|---|---|---|---|\n| {clients} | {:.1} s | {:.0} | {} | {rss:.1} MiB |\n",
+        took.as_secs_f64(),
+        clients as f64 / took.as_secs_f64(),
+        calls(&emu)
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    if args.first().map(String::as_str) == Some("baseline-server") {
+        return baseline_server(args[1].parse().unwrap());
+    }
+    let which = args.first().cloned().unwrap_or_else(|| "all".into());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        println!(
+            "# leadbridge throughput ({} cores)\n",
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(0)
+        );
+        if matches!(which.as_str(), "all" | "ingest") {
+            ingest().await;
+        }
+        if matches!(which.as_str(), "all" | "calls") {
+            quota().await;
+        }
+        if matches!(which.as_str(), "all" | "sync") {
+            sync().await;
+        }
+    });
+}
