@@ -272,6 +272,9 @@ async fn ingest() {
     let secret = lb.connection(json!({"name": "acme"})).await;
     let url = format!("{}/v1/webhooks/acme", lb.base);
     let secs = Duration::from_secs(10);
+    if let Ok(path) = std::env::var("BENCH_PID_FILE") {
+        std::fs::write(path, lb.child.id().to_string()).unwrap();
+    }
 
     let _warm = load(
         &bare_url,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
 use super::rows::{
     client_from_row, client_key, connection_from_row, event_from_row, mapping_json,
@@ -233,33 +233,44 @@ impl Store for SqliteStore {
     }
 
     async fn insert_events(&self, events: &[NewEvent]) -> Result<Vec<Inserted>, StoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
         // Rows are locked in one order everywhere (by client; stable, so a
         // client's events keep their arrival order), so concurrent batches
-        // wait for each other instead of deadlocking.
+        // wait for each other instead of deadlocking. A few statements per
+        // batch, not two per event: each statement is a round trip.
         let mut order: Vec<usize> = (0..events.len()).collect();
         order.sort_by(|&a, &b| client_key(&events[a]).cmp(&client_key(&events[b])));
         let mut tx = self.pool.begin().await?;
-        let mut answers: Vec<Option<Inserted>> = vec![None; events.len()];
-        for i in order {
-            let e = &events[i];
-            let done = sqlx::query(
-                "INSERT INTO events (id, connection_id, idempotency_key, client_id, event_type,
-                occurred_at, received_at, payload, urgent)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (connection_id, idempotency_key) DO NOTHING",
-            )
-            .bind(&e.id)
-            .bind(&e.connection_id)
-            .bind(&e.idempotency_key)
-            .bind(&e.client_id)
-            .bind(&e.event_type)
-            .bind(to_millis(e.occurred_at))
-            .bind(to_millis(e.received_at))
-            .bind(&e.payload)
-            .bind(e.urgent as i64)
-            .execute(&mut *tx)
-            .await?;
-            if done.rows_affected() == 0 {
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO events (id, connection_id, idempotency_key, client_id, event_type,
+                occurred_at, received_at, payload, urgent) ",
+        );
+        qb.push_values(order.iter().map(|&i| &events[i]), |mut row, e| {
+            row.push_bind(&e.id)
+                .push_bind(&e.connection_id)
+                .push_bind(&e.idempotency_key)
+                .push_bind(&e.client_id)
+                .push_bind(&e.event_type)
+                .push_bind(to_millis(e.occurred_at))
+                .push_bind(to_millis(e.received_at))
+                .push_bind(&e.payload)
+                .push_bind(e.urgent as i64);
+        });
+        qb.push(" ON CONFLICT (connection_id, idempotency_key) DO NOTHING RETURNING id");
+        let inserted: std::collections::HashSet<String> = qb
+            .build_query_scalar()
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect();
+        let mut answers = Vec::with_capacity(events.len());
+        for e in events {
+            if inserted.contains(&e.id) {
+                answers.push(Inserted::Accepted);
+            } else {
+                // A duplicate (rare): the id of the event already stored under its key.
                 let event_id: String = sqlx::query_scalar(
                     "SELECT id FROM events WHERE connection_id = ? AND idempotency_key = ?",
                 )
@@ -267,36 +278,43 @@ impl Store for SqliteStore {
                 .bind(&e.idempotency_key)
                 .fetch_one(&mut *tx)
                 .await?;
-                answers[i] = Some(Inserted::Duplicate { event_id });
-                continue;
+                answers.push(Inserted::Duplicate { event_id });
             }
-            // The client becomes due; a dead one starts over, a retrying one keeps its backoff.
-            sqlx::query(
-            "INSERT INTO clients (connection_id, client_id, state, next_attempt_at, updated_at)
-             VALUES (?, ?, 'pending', ?, ?)
-             ON CONFLICT (connection_id, client_id) DO UPDATE SET
-               state = CASE WHEN state IN ('synced', 'dead') THEN 'pending' ELSE state END,
-               attempts = CASE WHEN state = 'dead' THEN 0 ELSE attempts END,
-               first_failure_at = CASE WHEN state = 'dead' THEN NULL ELSE first_failure_at END,
-               next_attempt_at = CASE
-                 WHEN state = 'retrying' AND next_attempt_at IS NOT NULL THEN next_attempt_at
-                 ELSE MIN(COALESCE(next_attempt_at, excluded.next_attempt_at), excluded.next_attempt_at)
-               END,
-               updated_at = excluded.updated_at",
-        )
-        .bind(&e.connection_id)
-        .bind(&e.client_id)
-        .bind(to_millis(e.received_at))
-        .bind(to_millis(e.received_at))
-        .execute(&mut *tx)
-        .await?;
-            answers[i] = Some(Inserted::Accepted);
+        }
+        // Their clients become due, once each: a dead one starts over, a
+        // retrying one keeps its backoff.
+        let mut seen = std::collections::HashSet::new();
+        let due: Vec<&NewEvent> = order
+            .iter()
+            .map(|&i| &events[i])
+            .filter(|e| inserted.contains(&e.id) && seen.insert(client_key(e)))
+            .collect();
+        if !due.is_empty() {
+            let mut qb = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO clients AS c (connection_id, client_id, state, next_attempt_at, updated_at) ",
+            );
+            qb.push_values(due, |mut row, e| {
+                row.push_bind(&e.connection_id)
+                    .push_bind(&e.client_id)
+                    .push_bind("pending")
+                    .push_bind(to_millis(e.received_at))
+                    .push_bind(to_millis(e.received_at));
+            });
+            qb.push(
+                " ON CONFLICT (connection_id, client_id) DO UPDATE SET
+                   state = CASE WHEN c.state IN ('synced', 'dead') THEN 'pending' ELSE c.state END,
+                   attempts = CASE WHEN c.state = 'dead' THEN 0 ELSE c.attempts END,
+                   first_failure_at = CASE WHEN c.state = 'dead' THEN NULL ELSE c.first_failure_at END,
+                   next_attempt_at = CASE
+                     WHEN c.state = 'retrying' AND c.next_attempt_at IS NOT NULL THEN c.next_attempt_at
+                     ELSE MIN(COALESCE(c.next_attempt_at, excluded.next_attempt_at), excluded.next_attempt_at)
+                   END,
+                   updated_at = excluded.updated_at",
+            );
+            qb.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
-        Ok(answers
-            .into_iter()
-            .map(|a| a.expect("every event answered"))
-            .collect())
+        Ok(answers)
     }
 
     async fn pending_events(&self, connection_id: &str) -> Result<Vec<StoredEvent>, StoreError> {
