@@ -354,8 +354,8 @@ fn all_current(emu: &emulator::Emulator, clients: usize, events: usize) -> bool 
 
 async fn quota() {
     println!("## (b) Salesforce calls per 1,000 events (upserts by External ID)\n");
-    println!("| load | events | clients | Salesforce calls (token + REST) | per 1,000 events |");
-    println!("|---|---|---|---|---|");
+    println!("| load | events | clients | Salesforce calls (token + REST) | per 1,000 events | token requests |");
+    println!("|---|---|---|---|---|---|");
     for (name, events, clients, rate) in [
         (
             "steady trickle, 100 events/s",
@@ -392,8 +392,9 @@ async fn quota() {
         .await;
         let n = calls(&emu);
         println!(
-            "| {name} | {events} | {clients} | {n} | {:.1} |",
-            n as f64 * 1000.0 / events as f64
+            "| {name} | {events} | {clients} | {n} | {:.1} | {} |",
+            n as f64 * 1000.0 / events as f64,
+            emu.token_requests()
         );
     }
     println!();
@@ -447,10 +448,11 @@ async fn sync() {
     .await;
     let rss = lb.peak_rss_mib();
     println!(
-        "\n| clients | time to sync | clients/s | Salesforce calls | peak RSS of leadbridge (d) |\n|---|---|---|---|---|\n| {clients} | {:.1} s | {:.0} | {} | {rss:.1} MiB |\n",
+        "\n| clients | time to sync | clients/s | Salesforce calls | token requests | peak RSS of leadbridge (d) |\n|---|---|---|---|---|---|\n| {clients} | {:.1} s | {:.0} | {} | {} | {rss:.1} MiB |\n",
         took.as_secs_f64(),
         clients as f64 / took.as_secs_f64(),
-        calls(&emu)
+        calls(&emu),
+        emu.token_requests()
     );
 }
 
