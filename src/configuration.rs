@@ -33,6 +33,67 @@ pub enum Command {
     Healthcheck,
     /// Run only the sync worker (no HTTP), e.g. beside `serve` with LEADBRIDGE_WORKER=false.
     Worker,
+    /// Backfill: stream an NDJSON file of clients to a running service.
+    Import(ImportArgs),
+}
+
+/// `leadbridge import FILE --connection NAME [--url URL] [--token TOKEN]`.
+#[derive(Debug, Clone, Args)]
+pub struct ImportArgs {
+    /// NDJSON file: one client per line (the `data` object of a webhook).
+    pub file: PathBuf,
+    /// The connection whose clients these are.
+    #[arg(long)]
+    pub connection: String,
+    /// The service's base URL [default: http:// + LEADBRIDGE_LISTEN].
+    #[arg(long)]
+    pub url: Option<String>,
+    /// The admin token [default: LEADBRIDGE_ADMIN_TOKEN, else the token file
+    /// beside the SQLite database].
+    #[arg(long)]
+    pub token: Option<String>,
+    /// When the file was exported (RFC 3339): its rows then override webhook
+    /// data older than this. Without it they only fill in what no webhook said.
+    #[arg(long)]
+    pub as_of: Option<String>,
+}
+
+impl ImportArgs {
+    /// The admin token to send: the flag, the variable, or the SQLite token file (never created here).
+    pub fn token(&self, settings: &SettingsArgs) -> anyhow::Result<SecretString> {
+        if let Some(t) = self.token.as_deref().filter(|t| !t.trim().is_empty()) {
+            return Ok(SecretString::from(t.trim().to_string()));
+        }
+        if let Some(t) = non_empty_env(ADMIN_TOKEN_ENV)? {
+            return Ok(t);
+        }
+        let Some(db) = sqlite_file(&settings.database_url) else {
+            bail!("give --token or set {ADMIN_TOKEN_ENV}");
+        };
+        let path = sibling(&db, "admin-token");
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "no --token, no {ADMIN_TOKEN_ENV}, and {} cannot be read",
+                path.display()
+            )
+        })?;
+        Ok(SecretString::from(text.trim().to_string()))
+    }
+
+    /// The service's base URL: the flag, else the local listen address.
+    pub fn base_url(&self, settings: &SettingsArgs) -> String {
+        self.url
+            .clone()
+            .unwrap_or_else(|| local_base_url(&settings.listen))
+    }
+}
+
+/// `http://` + the listen address, with a wildcard host made local.
+pub fn local_base_url(listen: &str) -> String {
+    let host = listen
+        .replace("0.0.0.0", "127.0.0.1")
+        .replace("[::]", "[::1]");
+    format!("http://{host}")
 }
 
 /// Log line format.
@@ -115,6 +176,16 @@ pub struct SettingsArgs {
         global = true
     )]
     pub lease_secs: u64,
+    /// On SIGTERM, how long requests and Salesforce writes in flight may take
+    /// to finish; writes still running then are abandoned and their clients
+    /// released (they are written again later, nothing is lost).
+    #[arg(
+        long,
+        env = "LEADBRIDGE_SHUTDOWN_TIMEOUT_SECS",
+        default_value_t = 30,
+        global = true
+    )]
+    pub shutdown_timeout_secs: u64,
 }
 
 impl SettingsArgs {
@@ -140,6 +211,8 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// Run the sync worker in this process.
     pub run_worker: bool,
+    /// How long a graceful stop may take.
+    pub shutdown_timeout: std::time::Duration,
     pub salesforce: SalesforceSettings,
     pub sync: SyncSettings,
 }
@@ -228,6 +301,7 @@ impl Settings {
                 allow_insecure_salesforce: args.allow_insecure_salesforce,
                 max_body_bytes: args.max_body_bytes,
                 run_worker: args.worker,
+                shutdown_timeout: std::time::Duration::from_secs(args.shutdown_timeout_secs),
                 salesforce: SalesforceSettings {
                     token_ttl: std::time::Duration::from_secs(args.token_ttl_secs),
                     ..SalesforceSettings::default()

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{Inserted, NewEvent, Store};
+use crate::store::{Inserted, NewEvent, Store, StoreError};
 
 /// Events committed together, at most.
 const MAX_BATCH: usize = 512;
@@ -46,14 +46,7 @@ async fn commit_loop(store: Arc<dyn Store>, mut rx: mpsc::Receiver<(NewEvent, Re
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (events, replies): (Vec<NewEvent>, Vec<Reply>) = batch.drain(..).unzip();
-        let mut result = store.insert_events(&events).await;
-        for _ in 0..3 {
-            match &result {
-                Err(e) if e.is_conflict_abort() => result = store.insert_events(&events).await,
-                _ => break,
-            }
-        }
-        match result {
+        match insert_retrying(store.as_ref(), &events).await {
             Ok(answers) => {
                 for (reply, answer) in replies.into_iter().zip(answers) {
                     let _ = reply.send(Ok(answer));
@@ -67,4 +60,20 @@ async fn commit_loop(store: Arc<dyn Store>, mut rx: mpsc::Receiver<(NewEvent, Re
             }
         }
     }
+}
+
+/// Stores events in one transaction, running it again (up to three times) when
+/// the database aborted it to resolve a deadlock with another writer.
+pub async fn insert_retrying(
+    store: &dyn Store,
+    events: &[NewEvent],
+) -> Result<Vec<Inserted>, StoreError> {
+    let mut result = store.insert_events(events).await;
+    for _ in 0..3 {
+        match &result {
+            Err(e) if e.is_conflict_abort() => result = store.insert_events(events).await,
+            _ => break,
+        }
+    }
+    result
 }

@@ -4,11 +4,13 @@
 //! parsed by [`webhook`], and is stored by [`store`]. Connections are the
 //! operator's settings ([`connections`]).
 
+pub mod backfill;
 pub mod clock;
 pub mod configuration;
 pub mod connections;
 pub mod crypto;
 pub mod http;
+pub mod import;
 pub mod ingest;
 pub mod mapping;
 pub mod metrics;

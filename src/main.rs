@@ -3,7 +3,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use leadbridge::configuration::{Cli, Command, SecretSource, Settings, SettingsArgs};
+use leadbridge::configuration::{
+    local_base_url, Cli, Command, ImportArgs, SecretSource, Settings, SettingsArgs,
+};
 use leadbridge::startup::Application;
 
 fn main() -> ExitCode {
@@ -14,8 +16,10 @@ fn main() -> ExitCode {
         .build()
         .expect("a tokio runtime starts");
     let command = cli.command.clone().unwrap_or(Command::Serve);
-    if let Command::Healthcheck = command {
-        return runtime.block_on(healthcheck(&cli.settings.listen));
+    match &command {
+        Command::Healthcheck => return runtime.block_on(healthcheck(&cli.settings.listen)),
+        Command::Import(args) => return runtime.block_on(import(args, &cli.settings)),
+        _ => {}
     }
     leadbridge::telemetry::init(
         cli.settings.log_format(),
@@ -67,12 +71,36 @@ async fn migrate(args: &SettingsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Streams a backfill file to the service; prints the job's counts. Exit 1 when
+/// the upload did not go through (lines rejected by the service do not count).
+async fn import(args: &ImportArgs, settings: &SettingsArgs) -> ExitCode {
+    let run = async {
+        let token = args.token(settings)?;
+        let base_url = args.base_url(settings);
+        leadbridge::import::run(leadbridge::import::Import {
+            file: &args.file,
+            connection: &args.connection,
+            base_url: &base_url,
+            token,
+            as_of: args.as_of.as_deref(),
+        })
+        .await
+    };
+    match run.await {
+        Ok(report) => {
+            print!("{}", leadbridge::import::render(&report, &args.connection));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("leadbridge import: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// GETs the local /health/ready: exit 0 on 200, else 1.
 async fn healthcheck(listen: &str) -> ExitCode {
-    let host = listen
-        .replace("0.0.0.0", "127.0.0.1")
-        .replace("[::]", "[::1]");
-    let url = format!("http://{host}/health/ready");
+    let url = format!("{}/health/ready", local_base_url(listen));
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(5))
         .build()

@@ -2,17 +2,117 @@
 
 use std::sync::OnceLock;
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::fmt::Write;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::store::{Backlog, ClientState};
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The sync latency histogram.
+const SYNC_LATENCY: &str = "leadbridge_sync_latency_seconds";
+
+/// Buckets of [`SYNC_LATENCY`]: from a linger-sized wait to a day of retries.
+const LATENCY_BUCKETS: [f64; 16] = [
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 21_600.0,
+    86_400.0, 259_200.0,
+];
 
 /// Installs the recorder on first use and returns the handle that renders it.
 pub fn handle() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
         PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full(SYNC_LATENCY.into()), &LATENCY_BUCKETS)
+            .expect("the buckets are not empty")
             .install_recorder()
             .expect("no other metrics recorder is installed")
     })
+}
+
+/// Everything `/metrics` shows: the counters and gauges recorded so far, and
+/// the backlog read from the store now (absent, with `leadbridge_store_up 0`,
+/// when the store does not answer).
+pub fn render(backlog: Option<&[Backlog]>) -> String {
+    let mut out = handle().render();
+    let _ = writeln!(
+        out,
+        "# HELP leadbridge_store_up Whether the store answered this scrape."
+    );
+    let _ = writeln!(out, "# TYPE leadbridge_store_up gauge");
+    let _ = writeln!(out, "leadbridge_store_up {}", u8::from(backlog.is_some()));
+    let Some(backlog) = backlog else {
+        return out;
+    };
+    let _ = writeln!(out, "# HELP leadbridge_clients Clients by connection and sync state (held: pending or retrying on a disabled connection).");
+    let _ = writeln!(out, "# TYPE leadbridge_clients gauge");
+    for b in backlog {
+        let c = escape(&b.connection);
+        for (state, n) in &b.clients {
+            let shown = match state {
+                ClientState::Pending | ClientState::Retrying if !b.enabled => "held",
+                s => s.as_str(),
+            };
+            let _ = writeln!(
+                out,
+                "leadbridge_clients{{connection=\"{c}\",state=\"{shown}\"}} {n}"
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP leadbridge_dead_clients Clients that stopped retrying and wait for an operator."
+    );
+    let _ = writeln!(out, "# TYPE leadbridge_dead_clients gauge");
+    for b in backlog {
+        let dead: u64 = b
+            .clients
+            .iter()
+            .filter(|(s, _)| *s == ClientState::Dead)
+            .map(|(_, n)| n)
+            .sum();
+        let _ = writeln!(
+            out,
+            "leadbridge_dead_clients{{connection=\"{}\"}} {dead}",
+            escape(&b.connection)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP leadbridge_pending_events Stored events not yet synced, by connection."
+    );
+    let _ = writeln!(out, "# TYPE leadbridge_pending_events gauge");
+    for b in backlog {
+        let _ = writeln!(
+            out,
+            "leadbridge_pending_events{{connection=\"{}\"}} {}",
+            escape(&b.connection),
+            b.pending_events
+        );
+    }
+    out
+}
+
+/// A label value in the text format.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Counts one token request by outcome (`ok`, or the OAuth / transport error code).
+pub fn token_fetch(outcome: &str) {
+    metrics::counter!(
+        "leadbridge_salesforce_token_fetches_total",
+        "outcome" => outcome.to_string()
+    )
+    .increment(1);
+}
+
+/// Records how long one event took from receipt to Salesforce's confirmation.
+/// `source` is `webhook` or `backfill`.
+pub fn sync_latency(source: &'static str, seconds: f64) {
+    metrics::histogram!(SYNC_LATENCY, "source" => source).record(seconds);
 }
 
 /// Counts one webhook by connection and outcome (`accepted`, `duplicate`, `ignored`, or an error code).
@@ -40,4 +140,16 @@ pub fn api_usage(connection: &str, used: i64, max: i64) {
     let c = connection.to_string();
     metrics::gauge!("leadbridge_salesforce_api_used", "connection" => c.clone()).set(used as f64);
     metrics::gauge!("leadbridge_salesforce_api_max", "connection" => c).set(max as f64);
+}
+
+/// Counts a backfill upload's lines by outcome (`accepted`, `rejected`).
+pub fn backfill_lines(connection: &str, accepted: u64, rejected: u64) {
+    for (outcome, n) in [("accepted", accepted), ("rejected", rejected)] {
+        metrics::counter!(
+            "leadbridge_backfill_lines_total",
+            "connection" => connection.to_string(),
+            "outcome" => outcome
+        )
+        .increment(n);
+    }
 }

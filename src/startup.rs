@@ -2,6 +2,7 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
@@ -25,7 +26,9 @@ pub struct Application {
     port: u16,
     server: Server,
     worker: Arc<Worker>,
+    store: Arc<dyn Store>,
     run_worker: bool,
+    shutdown_timeout: Duration,
 }
 
 impl Application {
@@ -62,7 +65,7 @@ impl Application {
         ));
         let ingest = crate::ingest::Ingest::start(store.clone());
         let state = web::Data::new(AppState {
-            store,
+            store: store.clone(),
             ingest,
             receivers: http::webhooks::receiver_cache(),
             master_key,
@@ -87,6 +90,9 @@ impl Application {
                 .configure(http::routes)
                 .default_service(web::to(http::not_found))
         })
+        // Signals are handled in `run_until`, for the server and the worker together.
+        .disable_signals()
+        .shutdown_timeout(settings.shutdown_timeout.as_secs().max(1))
         .listen(listener)?
         .run();
         tracing::info!(address = %settings.listen, port, "listening");
@@ -94,7 +100,9 @@ impl Application {
             port,
             server,
             worker,
+            store,
             run_worker: settings.run_worker,
+            shutdown_timeout: settings.shutdown_timeout,
         })
     }
 
@@ -107,19 +115,76 @@ impl Application {
         self.worker.clone()
     }
 
-    /// Serves until SIGINT/SIGTERM, then finishes the requests in flight. The
-    /// sync worker runs beside the server unless it was turned off.
+    /// Serves until SIGINT/SIGTERM, then stops within the shutdown deadline.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let (stop, stopped) = watch::channel(false);
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `stop` completes (or the server fails). Then, within the
+    /// shutdown deadline: no new connections are accepted, requests in flight
+    /// finish, and the worker finishes its round. Writes still running at the
+    /// deadline are abandoned and their clients released, so another process
+    /// (or the next start) writes them; nothing stored is lost.
+    pub async fn run_until(
+        self,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let (stop_worker, stopped) = watch::channel(false);
         let worker = self
             .run_worker
             .then(|| tokio::spawn(self.worker.clone().run(stopped)));
-        let result = self.server.await;
-        let _ = stop.send(true);
-        if let Some(w) = worker {
-            let _ = w.await;
+        let handle = self.server.handle();
+        let mut server = tokio::spawn(self.server);
+        let mut deadline = tokio::time::Instant::now();
+        let result = tokio::select! {
+            r = &mut server => r.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+            _ = stop => {
+                deadline = tokio::time::Instant::now() + self.shutdown_timeout;
+                tracing::info!(deadline_secs = self.shutdown_timeout.as_secs(), "stopping: no new requests; finishing the work in flight");
+                let _ = stop_worker.send(true);
+                let stopping = async {
+                    handle.stop(true).await;
+                    server.await.unwrap_or_else(|e| Err(std::io::Error::other(e)))
+                };
+                tokio::time::timeout_at(deadline, stopping)
+                    .await
+                    .unwrap_or(Ok(()))
+            }
+        };
+        let _ = stop_worker.send(true);
+        if deadline <= tokio::time::Instant::now() {
+            // The server ended on its own: the worker gets the whole deadline.
+            deadline = tokio::time::Instant::now() + self.shutdown_timeout;
         }
+        if let Some(task) = worker {
+            finish_worker(task, &self.worker, self.store.as_ref(), deadline).await;
+        }
+        tracing::info!("leadbridge stopped");
         result
+    }
+}
+
+/// Waits up to `deadline` for the worker's round to end; past it, abandons
+/// the writes in flight and releases their clients.
+async fn finish_worker(
+    mut task: tokio::task::JoinHandle<()>,
+    worker: &Worker,
+    store: &dyn Store,
+    deadline: tokio::time::Instant,
+) {
+    if tokio::time::timeout_at(deadline, &mut task).await.is_ok() {
+        return;
+    }
+    task.abort();
+    let _ = task.await;
+    match store.release_leases_of(worker.owner()).await {
+        Ok(released) => tracing::warn!(
+            released,
+            "shutdown deadline reached: writes in flight abandoned, their clients released"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "shutdown deadline reached; leases could not be released and will expire")
+        }
     }
 }
 
@@ -129,7 +194,7 @@ pub async fn run_worker_alone(settings: Settings) -> anyhow::Result<()> {
     check_master_key(store.as_ref(), &settings.master_key).await?;
     prepare_single_process_store(&settings, store.as_ref()).await?;
     let worker = Arc::new(Worker::new(
-        store,
+        store.clone(),
         Arc::new(Salesforce::new(settings.salesforce)),
         Arc::new(settings.master_key),
         Arc::new(SystemClock),
@@ -137,10 +202,11 @@ pub async fn run_worker_alone(settings: Settings) -> anyhow::Result<()> {
         Arc::new(Notify::new()),
     ));
     let (stop, stopped) = watch::channel(false);
-    let task = tokio::spawn(worker.run(stopped));
+    let task = tokio::spawn(worker.clone().run(stopped));
     shutdown_signal().await;
     let _ = stop.send(true);
-    task.await?;
+    let deadline = tokio::time::Instant::now() + settings.shutdown_timeout;
+    finish_worker(task, &worker, store.as_ref(), deadline).await;
     Ok(())
 }
 

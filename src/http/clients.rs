@@ -97,7 +97,7 @@ pub struct ClientQuery {
     pub cursor: Option<String>,
 }
 
-async fn connection(state: &AppState, name: &str) -> Result<Connection, ApiError> {
+pub(crate) async fn connection(state: &AppState, name: &str) -> Result<Connection, ApiError> {
     state
         .store
         .get_connection(name)

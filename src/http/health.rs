@@ -34,8 +34,15 @@ pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
 #[utoipa::path(get, path = "/metrics", tag = "health",
     responses((status = 200, description = "Prometheus text format; every name starts with `leadbridge_`",
         body = String, content_type = "text/plain")), security(()))]
-pub async fn metrics() -> HttpResponse {
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let backlog = match state.store.backlog().await {
+        Ok(b) => Some(b),
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics: the backlog could not be read");
+            None
+        }
+    };
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(crate::metrics::handle().render())
+        .body(crate::metrics::render(backlog.as_deref()))
 }

@@ -1,5 +1,6 @@
 //! Routes, request plumbing shared by handlers, and the OpenAPI document.
 
+pub mod backfill;
 pub mod body_guard;
 pub mod clients;
 pub mod connections;
@@ -98,7 +99,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     ))
     .service(resource("/v1/connections/{name}/retry-dead", "POST", |r| {
         r.route(web::post().to(clients::retry_dead))
-    }));
+    }))
+    .service(resource("/v1/connections/{name}/backfill", "POST", |r| {
+        r.route(web::post().to(backfill::upload))
+    }))
+    .service(resource(
+        "/v1/connections/{name}/backfill/{jobId}",
+        "GET",
+        |r| r.route(web::get().to(backfill::get)),
+    ));
 }
 
 /// A resource whose other methods are answered 405 in problem+json.

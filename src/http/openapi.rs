@@ -5,7 +5,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{clients, connections, health, problem, webhooks};
+use super::{backfill, clients, connections, health, problem, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -18,7 +18,7 @@ use super::{clients, connections, health, problem, webhooks};
         connections::create, connections::list, connections::get, connections::patch,
         connections::delete, connections::rotate_webhook_secret,
         clients::test, clients::preview, clients::list, clients::get, clients::retry,
-        clients::retry_dead,
+        clients::retry_dead, backfill::upload, backfill::get,
         health::live, health::ready, health::metrics, serve,
     ),
     components(schemas(
@@ -28,7 +28,7 @@ use super::{clients, connections, health, problem, webhooks};
         connections::RotatedSecret, connections::ConnectionSettings, connections::NewConnection,
         health::HealthStatus, clients::ClientView, clients::ClientPage, clients::LastError,
         clients::Requeued, clients::TestReport, clients::CredentialsCheck, clients::FieldCheck,
-        clients::Preview,
+        clients::Preview, backfill::JobView, crate::store::Rejection,
     )),
     modifiers(&AdminToken),
     security(("adminToken" = [])),
@@ -36,6 +36,7 @@ use super::{clients, connections, health, problem, webhooks};
         (name = "webhooks", description = "B2CORE's signed client events"),
         (name = "connections", description = "Salesforce connections (B2CORE's System > External connections)"),
         (name = "clients", description = "Sync state per B2CORE client"),
+        (name = "backfill", description = "Bringing in the clients that existed before the connection"),
         (name = "health", description = "Probes and metrics"),
     )
 )]

@@ -43,6 +43,8 @@ pub enum ApiError {
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
     Conflict(String),
     /// The method is not one of `allowed` on this path.
     #[error("{method} is not supported here; use {allowed}")]
@@ -95,6 +97,7 @@ impl ApiError {
             ApiError::InvalidPayload(_) => "invalid_payload",
             ApiError::UnknownConnection(_) => "unknown_connection",
             ApiError::NotFound(_) => "not_found",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Conflict(_) => "conflict",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::Validation(_) => "validation_failed",
@@ -112,6 +115,7 @@ impl ApiError {
             ApiError::InvalidPayload(_) => "Invalid payload",
             ApiError::UnknownConnection(_) => "Unknown connection",
             ApiError::NotFound(_) => "Not found",
+            ApiError::UnsupportedMediaType(_) => "Unsupported media type",
             ApiError::Conflict(_) => "Conflict",
             ApiError::MethodNotAllowed { .. } => "Method not allowed",
             ApiError::Validation(_) => "Validation failed",
@@ -131,6 +135,7 @@ impl ResponseError for ApiError {
             ApiError::InvalidPayload(_) => StatusCode::BAD_REQUEST,
             ApiError::UnknownConnection(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -121,6 +121,7 @@ async fn handle(
         payload: String::from_utf8(body.to_vec())
             .map_err(|_| ApiError::InvalidPayload("the body is not UTF-8".into()))?,
         urgent: true,
+        job_id: None,
     };
     let stored = state
         .ingest

@@ -197,6 +197,15 @@ impl Salesforce {
 
     /// A new token from the token endpoint, bypassing and not filling the cache.
     pub async fn fresh_token(&self, c: &Credentials) -> Result<Token, Failure> {
+        let result = self.request_token(c).await;
+        crate::metrics::token_fetch(match &result {
+            Ok(_) => "ok",
+            Err(f) => f.code(),
+        });
+        result
+    }
+
+    async fn request_token(&self, c: &Credentials) -> Result<Token, Failure> {
         let url = format!("{}/services/oauth2/token", c.domain_url);
         let form = [
             ("grant_type", "client_credentials"),

@@ -52,6 +52,8 @@ pub struct NewEvent {
     pub payload: String,
     /// Webhooks are urgent; a non-urgent event waits while the API budget is spent.
     pub urgent: bool,
+    /// The backfill job that brought it in, if any.
+    pub job_id: Option<String>,
 }
 
 /// An event as stored; `seq` gives arrival order.
@@ -176,6 +178,86 @@ pub struct ClientUpdate {
     pub processed: Vec<i64>,
 }
 
+/// One line of a backfill that was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Rejection {
+    /// Counted from 1.
+    pub line: u64,
+    pub error: String,
+}
+
+/// Where a backfill upload stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobState {
+    /// Lines are still arriving.
+    Receiving,
+    /// The whole file was read; its rows are queued or synced.
+    Received,
+    /// The upload stopped before its end (the sender went away, or the
+    /// service stopped); the lines stored before that are kept and synced.
+    Interrupted,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Receiving => "receiving",
+            JobState::Received => "received",
+            JobState::Interrupted => "interrupted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "receiving" => JobState::Receiving,
+            "received" => JobState::Received,
+            "interrupted" => JobState::Interrupted,
+            _ => return None,
+        })
+    }
+}
+
+/// What an upload has read so far, written as it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobProgress {
+    pub job_id: String,
+    pub state: JobState,
+    pub read: u64,
+    pub rejected_count: u64,
+    /// The first [`MAX_REJECTIONS_KEPT`] rejected lines.
+    pub rejected: Vec<Rejection>,
+    pub at: DateTime<Utc>,
+}
+
+/// Rejected lines a job keeps with their error; the rest are only counted.
+pub const MAX_REJECTIONS_KEPT: usize = 1000;
+
+/// A backfill job as stored, with `accepted` and `synced` counted from its events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackfillJob {
+    pub id: String,
+    pub connection_id: String,
+    pub state: JobState,
+    pub read: u64,
+    pub accepted: u64,
+    pub synced: u64,
+    pub rejected_count: u64,
+    pub rejected: Vec<Rejection>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// Clients of one connection in one state, and its events not yet done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backlog {
+    pub connection: String,
+    pub enabled: bool,
+    /// (state, clients)
+    pub clients: Vec<(ClientState, u64)>,
+    pub pending_events: u64,
+}
+
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -289,6 +371,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Claim>, StoreError>;
     /// Ends every lease (a single-process store after a restart).
     async fn release_all_leases(&self) -> Result<u64, StoreError>;
+    /// Ends the leases `owner` holds (a worker that stopped mid-write).
+    async fn release_leases_of(&self, owner: &str) -> Result<u64, StoreError>;
     async fn client(
         &self,
         connection_id: &str,
@@ -359,6 +443,24 @@ pub trait Store: Send + Sync + 'static {
         connection_id: &str,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError>;
+
+    /// Starts a backfill job in state `receiving`.
+    async fn create_backfill_job(
+        &self,
+        job_id: &str,
+        connection_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Records how far an upload has come.
+    async fn update_backfill_job(&self, progress: &JobProgress) -> Result<(), StoreError>;
+    /// A job of a connection, with its events counted.
+    async fn backfill_job(
+        &self,
+        connection_id: &str,
+        job_id: &str,
+    ) -> Result<Option<BackfillJob>, StoreError>;
+    /// Clients per connection and state, and events not yet done (for metrics).
+    async fn backlog(&self) -> Result<Vec<Backlog>, StoreError>;
 }
 
 /// Connections each replica keeps to PostgreSQL.

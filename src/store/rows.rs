@@ -3,7 +3,8 @@
 use chrono::{DateTime, Utc};
 
 use super::{
-    from_millis, ClientRecord, ClientState, StoreError, StoredEvent, SyncError, WebhookSecretRecord,
+    from_millis, BackfillJob, Backlog, ClientRecord, ClientState, JobState, StoreError,
+    StoredEvent, SyncError, WebhookSecretRecord,
 };
 use crate::connections::{Connection, SignatureScheme};
 
@@ -146,4 +147,69 @@ pub(crate) fn mapping_json(conn: &Connection) -> String {
 /// The order in which transactions lock client rows.
 pub(crate) fn client_key(e: &super::NewEvent) -> (&str, &str) {
     (&e.connection_id, &e.client_id)
+}
+
+/// A job row with its counts; select it with [`JOB_SELECT`].
+pub(crate) fn job_from_row(row: &impl Cols) -> Result<BackfillJob, StoreError> {
+    let state = row.text("state")?;
+    let rejected = row.text("rejected")?;
+    let count = |col: &str| -> Result<u64, StoreError> { Ok(row.int(col)?.max(0) as u64) };
+    Ok(BackfillJob {
+        id: row.text("id")?,
+        connection_id: row.text("connection_id")?,
+        state: JobState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("job state {state}")))?,
+        read: count("lines_read")?,
+        accepted: count("accepted")?,
+        synced: count("synced")?,
+        rejected_count: count("rejected_count")?,
+        rejected: serde_json::from_str(&rejected)
+            .map_err(|e| StoreError::Corrupt(format!("rejected lines: {e}")))?,
+        created_at: from_millis(row.int("created_at")?)?,
+        updated_at: from_millis(row.int("updated_at")?)?,
+        finished_at: row.opt_int("finished_at")?.map(from_millis).transpose()?,
+    })
+}
+
+/// A job with `accepted` and `synced` counted from its events (one index range each).
+pub(crate) const JOB_SELECT: &str = "SELECT j.*,
+    (SELECT COUNT(*) FROM events e WHERE e.job_id = j.id) AS accepted,
+    (SELECT COUNT(*) FROM events e WHERE e.job_id = j.id AND e.processed_at IS NOT NULL) AS synced
+    FROM backfill_jobs j";
+
+/// Clients per connection and state; rows of [`BACKLOG_CLIENTS`] then [`BACKLOG_EVENTS`].
+pub(crate) const BACKLOG_CLIENTS: &str = "SELECT k.name, c.state, COUNT(*) AS n
+    FROM clients c JOIN connections k ON k.id = c.connection_id GROUP BY k.name, c.state";
+
+/// Every connection with its events not yet done.
+pub(crate) const BACKLOG_EVENTS: &str = "SELECT k.name, k.enabled,
+    (SELECT COUNT(*) FROM events e WHERE e.connection_id = k.id AND e.processed_at IS NULL) AS n
+    FROM connections k ORDER BY k.name";
+
+/// Builds the backlog from the rows of [`BACKLOG_EVENTS`] and [`BACKLOG_CLIENTS`].
+pub(crate) fn backlog_from_rows(
+    connections: &[impl Cols],
+    clients: &[impl Cols],
+) -> Result<Vec<Backlog>, StoreError> {
+    let mut out: Vec<Backlog> = connections
+        .iter()
+        .map(|r| {
+            Ok(Backlog {
+                connection: r.text("name")?,
+                enabled: r.flag("enabled")?,
+                clients: Vec::new(),
+                pending_events: r.int("n")?.max(0) as u64,
+            })
+        })
+        .collect::<Result<_, StoreError>>()?;
+    for r in clients {
+        let name = r.text("name")?;
+        let state = r.text("state")?;
+        let state = ClientState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("client state {state}")))?;
+        if let Some(b) = out.iter_mut().find(|b| b.connection == name) {
+            b.clients.push((state, r.int("n")?.max(0) as u64));
+        }
+    }
+    Ok(out)
 }

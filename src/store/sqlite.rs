@@ -10,12 +10,14 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
 use super::rows::{
-    client_from_row, client_key, connection_from_row, event_from_row, mapping_json,
-    secret_from_row, unique_violation,
+    backlog_from_rows, client_from_row, client_key, connection_from_row, event_from_row,
+    job_from_row, mapping_json, secret_from_row, unique_violation, BACKLOG_CLIENTS, BACKLOG_EVENTS,
+    JOB_SELECT,
 };
 use super::{
-    to_millis, ApiUsage, Claim, ClientRecord, ClientState, ClientUpdate, Inserted, NewEvent,
-    NextAttempt, Store, StoreError, StoredEvent, SyncError, WebhookSecretRecord,
+    to_millis, ApiUsage, BackfillJob, Backlog, Claim, ClientRecord, ClientState, ClientUpdate,
+    Inserted, JobProgress, JobState, NewEvent, NextAttempt, Store, StoreError, StoredEvent,
+    SyncError, WebhookSecretRecord,
 };
 use crate::connections::Connection;
 
@@ -245,7 +247,7 @@ impl Store for SqliteStore {
         let mut tx = self.pool.begin().await?;
         let mut qb = QueryBuilder::<Sqlite>::new(
             "INSERT INTO events (id, connection_id, idempotency_key, client_id, event_type,
-                occurred_at, received_at, payload, urgent) ",
+                occurred_at, received_at, payload, urgent, job_id) ",
         );
         qb.push_values(order.iter().map(|&i| &events[i]), |mut row, e| {
             row.push_bind(&e.id)
@@ -256,7 +258,8 @@ impl Store for SqliteStore {
                 .push_bind(to_millis(e.occurred_at))
                 .push_bind(to_millis(e.received_at))
                 .push_bind(&e.payload)
-                .push_bind(e.urgent as i64);
+                .push_bind(e.urgent as i64)
+                .push_bind(&e.job_id);
         });
         qb.push(" ON CONFLICT (connection_id, idempotency_key) DO NOTHING RETURNING id");
         let inserted: std::collections::HashSet<String> = qb
@@ -284,6 +287,12 @@ impl Store for SqliteStore {
         // Their clients become due, once each: a dead one starts over, a
         // retrying one keeps its backoff.
         let mut seen = std::collections::HashSet::new();
+        let urgent_clients: std::collections::HashSet<(&str, &str)> = events
+            .iter()
+            .filter(|e| e.urgent && inserted.contains(&e.id))
+            .map(client_key)
+            .collect();
+        let urgent = |e: &NewEvent| -> bool { urgent_clients.contains(&client_key(e)) };
         let due: Vec<&NewEvent> = order
             .iter()
             .map(|&i| &events[i])
@@ -291,14 +300,15 @@ impl Store for SqliteStore {
             .collect();
         if !due.is_empty() {
             let mut qb = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO clients AS c (connection_id, client_id, state, next_attempt_at, updated_at) ",
+                "INSERT INTO clients AS c (connection_id, client_id, state, next_attempt_at, updated_at, urgent) ",
             );
             qb.push_values(due, |mut row, e| {
                 row.push_bind(&e.connection_id)
                     .push_bind(&e.client_id)
                     .push_bind("pending")
                     .push_bind(to_millis(e.received_at))
-                    .push_bind(to_millis(e.received_at));
+                    .push_bind(to_millis(e.received_at))
+                    .push_bind(urgent(e) as i64);
             });
             qb.push(
                 " ON CONFLICT (connection_id, client_id) DO UPDATE SET
@@ -309,7 +319,8 @@ impl Store for SqliteStore {
                      WHEN c.state = 'retrying' AND c.next_attempt_at IS NOT NULL THEN c.next_attempt_at
                      ELSE MIN(COALESCE(c.next_attempt_at, excluded.next_attempt_at), excluded.next_attempt_at)
                    END,
-                   updated_at = excluded.updated_at",
+                   updated_at = excluded.updated_at,
+                   urgent = MAX(c.urgent, excluded.urgent)",
             );
             qb.build().execute(&mut *tx).await?;
         }
@@ -386,7 +397,7 @@ impl Store for SqliteStore {
                WHERE k.enabled = 1 AND (k.paused_until IS NULL OR k.paused_until <= ?)
                  AND c.next_attempt_at IS NOT NULL AND c.next_attempt_at <= ?
                  AND (c.lease_until IS NULL OR c.lease_until <= ?)
-               ORDER BY c.next_attempt_at
+               ORDER BY c.urgent DESC, c.next_attempt_at
                LIMIT ?)
              RETURNING connection_id, client_id",
         )
@@ -412,6 +423,16 @@ impl Store for SqliteStore {
         let done = sqlx::query(
             "UPDATE clients SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NOT NULL",
         )
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn release_leases_of(&self, owner: &str) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE clients SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?",
+        )
+        .bind(owner)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())
@@ -519,7 +540,9 @@ impl Store for SqliteStore {
                WHEN ? = 'never' THEN NULL
                WHEN EXISTS (SELECT 1 FROM events e WHERE e.connection_id = clients.connection_id
                    AND e.client_id = clients.client_id AND e.processed_at IS NULL) THEN ?
-               ELSE NULL END
+               ELSE NULL END,
+               urgent = EXISTS (SELECT 1 FROM events e WHERE e.connection_id = clients.connection_id
+                   AND e.client_id = clients.client_id AND e.processed_at IS NULL AND e.urgent = 1)
              WHERE connection_id = ? AND client_id = ?",
             )
             .bind(mode)
@@ -665,6 +688,67 @@ impl Store for SqliteStore {
             }
         }
         Ok(out)
+    }
+
+    async fn create_backfill_job(
+        &self,
+        job_id: &str,
+        connection_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO backfill_jobs (id, connection_id, state, created_at, updated_at)
+             VALUES (?, ?, 'receiving', ?, ?)",
+        )
+        .bind(job_id)
+        .bind(connection_id)
+        .bind(to_millis(now))
+        .bind(to_millis(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn update_backfill_job(&self, p: &JobProgress) -> Result<(), StoreError> {
+        let done = p.state != JobState::Receiving;
+        sqlx::query(
+            "UPDATE backfill_jobs SET state = ?, lines_read = ?, rejected_count = ?,
+                rejected = ?, updated_at = ?, finished_at = ?
+             WHERE id = ?",
+        )
+        .bind(p.state.as_str())
+        .bind(p.read as i64)
+        .bind(p.rejected_count as i64)
+        .bind(serde_json::to_string(&p.rejected).expect("rejections serialize"))
+        .bind(to_millis(p.at))
+        .bind(done.then(|| to_millis(p.at)))
+        .bind(&p.job_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn backfill_job(
+        &self,
+        connection_id: &str,
+        job_id: &str,
+    ) -> Result<Option<BackfillJob>, StoreError> {
+        sqlx::query(&format!(
+            "{JOB_SELECT} WHERE j.connection_id = ? AND j.id = ?"
+        ))
+        .bind(connection_id)
+        .bind(job_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(job_from_row)
+        .transpose()
+    }
+
+    async fn backlog(&self) -> Result<Vec<Backlog>, StoreError> {
+        let connections = sqlx::query(BACKLOG_EVENTS).fetch_all(&self.pool).await?;
+        let clients = sqlx::query(BACKLOG_CLIENTS).fetch_all(&self.pool).await?;
+        backlog_from_rows(&connections, &clients)
     }
 }
 

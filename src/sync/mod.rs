@@ -83,6 +83,8 @@ struct Job {
     merge: Merge,
     /// Whether any of its pending events is urgent (a webhook).
     urgent: bool,
+    /// When each event read was received, and whether it came by webhook.
+    received: Vec<(DateTime<Utc>, bool)>,
 }
 
 impl Job {
@@ -139,6 +141,11 @@ impl Worker {
             owner: format!("worker-{}", uuid::Uuid::new_v4()),
             wake,
         }
+    }
+
+    /// The name its leases carry.
+    pub fn owner(&self) -> &str {
+        &self.owner
     }
 
     /// Claims the clients due now and writes each; returns how many were claimed.
@@ -273,12 +280,14 @@ impl Worker {
                 .collect();
             let merge = mapping::merge(&known, &pending);
             let urgent = events.iter().any(|e| e.urgent);
+            let received = events.iter().map(|e| (e.received_at, e.urgent)).collect();
             jobs.push(Job {
                 claim,
                 client,
                 read,
                 merge,
                 urgent,
+                received,
             });
         }
         Ok(jobs)
@@ -444,6 +453,13 @@ impl Worker {
                     .release_client(&job.claim, &self.owner, Some(&err))
                     .await?;
                 continue;
+            }
+            if matches!(attempt, Attempt::Written { .. }) {
+                for (at, webhook) in &job.received {
+                    let waited = (now - *at).to_std().unwrap_or_default().as_secs_f64();
+                    let source = if *webhook { "webhook" } else { "backfill" };
+                    crate::metrics::sync_latency(source, waited);
+                }
             }
             let update = self.outcome(conn, &job.client, attempt, &job.merge, job.read, now);
             finished.push((job.claim, update));

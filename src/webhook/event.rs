@@ -214,15 +214,21 @@ pub fn parse(body: &[u8]) -> Result<Parsed, String> {
         Some(Value::Object(map)) => map,
         _ => return Err("`data` is required and must be an object".into()),
     };
-    let client_id = ClientId::parse(data.get("clientId").unwrap_or(&Value::Null))?;
-    let data: ClientData = serde_json::from_value(Value::Object(data))
-        .map_err(|e| format!("`data` has a field of the wrong type: {e}"))?;
+    let (client_id, data) = client_data(data)?;
     Ok(Parsed::Client(Box::new(ClientEvent {
         event_type,
         client_id,
         occurred_at,
         data,
     })))
+}
+
+/// Checks a client object (the `data` of an event): its id and its field types.
+pub fn client_data(data: serde_json::Map<String, Value>) -> Result<(ClientId, ClientData), String> {
+    let client_id = ClientId::parse(data.get("clientId").unwrap_or(&Value::Null))?;
+    let data: ClientData = serde_json::from_value(Value::Object(data))
+        .map_err(|e| format!("`data` has a field of the wrong type: {e}"))?;
+    Ok((client_id, data))
 }
 
 #[cfg(test)]

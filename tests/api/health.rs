@@ -66,3 +66,137 @@ async fn metrics_are_prometheus_text_with_leadbridge_names() {
         assert!(line.starts_with("leadbridge_"), "{line}");
     }
 }
+
+/// The value of the sample `series` (name and labels exactly), if shown.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+async fn scrape(app: &crate::helpers::TestApp) -> String {
+    app.client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn metrics_show_the_backlog_tokens_latency_and_dead_clients() {
+    use crate::emulator::OrgConfig;
+    use serde_json::json;
+
+    let (app, emu) = crate::helpers::spawn_with_org(OrgConfig::default()).await;
+    // The recorder is shared by every test in this process: names of our own.
+    let secret = app.connect(&emu, "metrics-a", json!({})).await;
+    for (id, email) in [("1", "one@x.io"), ("2", "two@x.io"), ("3", "three@x.io")] {
+        let body = json!({"type": "client.updated", "data": {"clientId": id, "email": email}});
+        assert_eq!(
+            app.send_event("metrics-a", &secret, &body).await.status(),
+            202
+        );
+    }
+    let text = scrape(&app).await;
+    let c = r#"connection="metrics-a""#;
+    assert_eq!(
+        sample(
+            &text,
+            &format!(r#"leadbridge_clients{{{c},state="pending"}}"#)
+        ),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, &format!("leadbridge_pending_events{{{c}}}")),
+        Some(3.0)
+    );
+    assert_eq!(
+        sample(&text, &format!("leadbridge_dead_clients{{{c}}}")),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            &format!(r#"leadbridge_webhooks_total{{{c},outcome="accepted"}}"#)
+        ),
+        Some(3.0)
+    );
+    assert_eq!(sample(&text, "leadbridge_store_up"), Some(1.0));
+
+    app.clock.advance(chrono::Duration::seconds(2));
+    app.sync().await;
+    let text = scrape(&app).await;
+    assert_eq!(
+        sample(
+            &text,
+            &format!(r#"leadbridge_clients{{{c},state="synced"}}"#)
+        ),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, &format!("leadbridge_pending_events{{{c}}}")),
+        Some(0.0)
+    );
+    assert!(
+        sample(
+            &text,
+            r#"leadbridge_salesforce_token_fetches_total{outcome="ok"}"#
+        )
+        .unwrap()
+            >= 1.0
+    );
+    assert!(
+        sample(
+            &text,
+            r#"leadbridge_salesforce_requests_total{operation="create",status="200"}"#
+        )
+        .unwrap()
+            >= 1.0,
+        "{text}"
+    );
+    assert!(sample(&text, &format!("leadbridge_salesforce_api_used{{{c}}}")).is_some());
+    assert!(sample(&text, &format!("leadbridge_salesforce_api_max{{{c}}}")).is_some());
+    // Received 2 s before Salesforce confirmed them (the test's clock).
+    let under_1 = sample(
+        &text,
+        r#"leadbridge_sync_latency_seconds_bucket{source="webhook",le="1"}"#,
+    )
+    .unwrap();
+    let under_2_5 = sample(
+        &text,
+        r#"leadbridge_sync_latency_seconds_bucket{source="webhook",le="2.5"}"#,
+    )
+    .unwrap();
+    assert!(under_2_5 - under_1 >= 3.0, "{text}");
+
+    // A client Salesforce refuses for good is dead, and counted as such.
+    let secret_b = app
+        .connect(
+            &emu,
+            "metrics-b",
+            json!({"externalIdField": "B2C_Status__c"}),
+        )
+        .await;
+    let body = json!({"type": "client.updated", "data": {"clientId": "9", "email": "n@x.io"}});
+    assert_eq!(
+        app.send_event("metrics-b", &secret_b, &body).await.status(),
+        202
+    );
+    app.sync().await;
+    assert_eq!(app.client_state("metrics-b", "9").await["state"], "dead");
+    let text = scrape(&app).await;
+    let b = r#"connection="metrics-b""#;
+    assert_eq!(
+        sample(&text, &format!("leadbridge_dead_clients{{{b}}}")),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, &format!(r#"leadbridge_clients{{{b},state="dead"}}"#)),
+        Some(1.0)
+    );
+}

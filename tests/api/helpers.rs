@@ -79,6 +79,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
         max_body_bytes: 1024 * 1024,
         // Tests drive the worker round by round with `TestApp::sync`.
         run_worker: false,
+        shutdown_timeout: std::time::Duration::from_secs(5),
         salesforce: SalesforceSettings::default(),
         sync: SyncSettings::default(),
     };
@@ -90,7 +91,8 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
         .unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());
     let worker = app.worker();
-    tokio::spawn(app.run_until_stopped());
+    // Stopped only with the test: no signal handlers in the test process.
+    tokio::spawn(app.run_until(std::future::pending()));
     TestApp {
         address,
         admin_token: admin_token.expose_secret().to_string(),

@@ -1,12 +1,14 @@
 //! The service from outside: one test binary, a fresh app per test.
 
 mod backend;
+mod backfill;
 mod connections;
 #[path = "../support/salesforce_emulator.rs"]
 mod emulator;
 mod emulator_fidelity;
 mod health;
 mod helpers;
+mod logs;
 mod openapi;
 mod process;
 mod secrets;

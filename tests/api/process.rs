@@ -779,3 +779,175 @@ async fn sigterm_finishes_the_writes_in_flight_before_exiting() {
         "a Lead was written but not recorded"
     );
 }
+
+#[tokio::test]
+async fn import_streams_a_file_and_prints_the_counts() {
+    let target = Target::new().await;
+    let port = free_port();
+    let mut svc = Service::start(&target, port, "out.log");
+    svc.wait_ready().await;
+    svc.create_connection(json!({"name": "acme"})).await;
+    let file = target.dir().join("clients.ndjson");
+    std::fs::write(
+        &file,
+        "{\"clientId\": 1, \"email\": \"a@x.io\"}\nnot json\n{\"clientId\": 2}\n",
+    )
+    .unwrap();
+    // The token comes from the file beside the SQLite database, or the variable.
+    let out = target
+        .command(port)
+        .args(["import", file.to_str().unwrap(), "--connection", "acme"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("read 3, accepted 2, rejected 1"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("line 2: not valid JSON"), "{stdout}");
+    assert!(!stdout.contains(&svc.admin_token()) && !stderr.contains(&svc.admin_token()));
+    let job_id = stdout
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .trim_end_matches(':');
+    let res = reqwest::Client::new()
+        .get(format!(
+            "{}/v1/connections/acme/backfill/{job_id}",
+            svc.base
+        ))
+        .bearer_auth(svc.admin_token())
+        .send()
+        .await
+        .unwrap();
+    let job: Value = res.json().await.unwrap();
+    assert_eq!(job["accepted"], 2, "{job}");
+
+    // A refusal is an exit code of 1 with the service's reason.
+    let out = target
+        .command(port)
+        .args(["import", file.to_str().unwrap(), "--connection", "nope"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("404") && stderr.contains("nope"),
+        "{stderr}"
+    );
+    let out = target
+        .command(port)
+        .args(["import", "missing.ndjson", "--connection", "acme"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot open missing.ndjson"));
+}
+
+#[tokio::test]
+async fn sigterm_past_the_deadline_abandons_stuck_writes_and_loses_nothing() {
+    use crate::emulator::{Emulator, OrgConfig};
+    let emu = Emulator::start(OrgConfig::default()).await;
+    let target = Target::new().await;
+    let port = free_port();
+    let env = [
+        ("LEADBRIDGE_ALLOW_INSECURE_SALESFORCE", "true"),
+        ("LEADBRIDGE_SHUTDOWN_TIMEOUT_SECS", "2"),
+    ];
+    let mut svc = Service::start_with(&target, port, "out.log", &env);
+    svc.wait_ready().await;
+    let created = svc
+        .create_connection(emulator_connection(
+            &emu,
+            json!({"externalIdField": "B2C_Client_Id__c"}),
+        ))
+        .await;
+    let secret = created["webhookSecret"].as_str().unwrap().to_string();
+    let deliver = |i: u32| {
+        let body = json!({"type": "client.created", "data": {"clientId": i, "email": format!("c{i}@x.io")}});
+        (format!("e{i}"), body)
+    };
+    // A first client, so the token is cached; then Salesforce hangs on every write.
+    let (id, body) = deliver(0);
+    assert_eq!(svc.post_event(&secret, &id, &body).await.status(), 202);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while emu.lead_count() == 0 {
+        assert!(Instant::now() < deadline, "{}", svc.logs());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    emu.set_latency(Duration::from_secs(60));
+    let before = emu.writes();
+    for i in 1..4 {
+        let (id, body) = deliver(i);
+        assert_eq!(svc.post_event(&secret, &id, &body).await.status(), 202);
+    }
+    while emu.writes() == before {
+        assert!(Instant::now() < deadline, "{}", svc.logs());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let pid = svc.child.id().to_string();
+    let asked = Instant::now();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = svc.child.wait().unwrap();
+    let took = asked.elapsed();
+    assert!(
+        status.success(),
+        "exit after SIGTERM: {status}: {}",
+        svc.logs()
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "stopped after {took:?}, with a 2 s deadline and writes stuck for 60 s"
+    );
+    let logs = svc.logs();
+    assert!(logs.contains("shutdown deadline reached"), "{logs}");
+
+    // The next start writes every client at once: the leases were released.
+    emu.set_latency(Duration::ZERO);
+    let mut next = Service::start_with(&target, free_port(), "out2.log", &env);
+    next.wait_ready().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while count_in_state(&next.base, &next.admin_token(), "synced").await < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "not every client synced after the restart: {}",
+            next.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(emu.lead_count(), 4, "one Lead per client (upserts)");
+}
+
+#[tokio::test]
+async fn logs_are_json_lines_when_stdout_is_not_a_terminal() {
+    let target = Target::new().await;
+    let port = free_port();
+    let log = target.dir().join("plain.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let mut cmd = target.command(port);
+    cmd.env_remove("LEADBRIDGE_LOG_FORMAT")
+        .stdout(out.try_clone().unwrap())
+        .stderr(out);
+    let mut svc = Service {
+        child: cmd.spawn().unwrap(),
+        base: format!("http://127.0.0.1:{port}"),
+        log: log.clone(),
+        token: target.token.clone().unwrap_or_default(),
+    };
+    svc.wait_ready().await;
+    let text = svc.logs();
+    assert!(text.contains("listening"), "{text}");
+    for line in text.lines() {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+        assert!(
+            v["level"].is_string() && v["timestamp"].is_string(),
+            "{line}"
+        );
+    }
+}

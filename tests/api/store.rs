@@ -44,6 +44,7 @@ async fn event(
             received_at: now,
             payload: format!(r#"{{"type":"client.updated","data":{{"clientId":"{client}"}}}}"#),
             urgent: true,
+            job_id: None,
         })
         .await
         .unwrap()
@@ -296,6 +297,7 @@ async fn a_batch_of_events_commits_together_and_dedupes_within_itself() {
         received_at: now,
         payload: "{}".into(),
         urgent: true,
+        job_id: None,
     };
     let batch = [ev("k1", "c1"), ev("k2", "c2"), ev("k1", "c1")];
     let answers = store.insert_events(&batch).await.unwrap();

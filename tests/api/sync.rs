@@ -1170,21 +1170,15 @@ async fn past_the_budget_only_urgent_work_is_written() {
         .unwrap();
     assert_eq!(conn["apiUsage"]["budgetReached"], true, "{conn}");
 
-    // Non-urgent work (as backfill stores it) waits; a webhook still goes out.
-    let id = app.connection_id("acme").await;
-    let now = leadbridge::clock::Clock::now(app.clock.as_ref());
-    let backfill = leadbridge::store::NewEvent {
-        id: uuid::Uuid::new_v4().to_string(),
-        connection_id: id,
-        idempotency_key: "backfill-b".into(),
-        client_id: "b".into(),
-        event_type: "client.updated".into(),
-        occurred_at: now,
-        received_at: now,
-        payload: update("b", json!({"email": "b@x.io"})).to_string(),
-        urgent: false,
-    };
-    app.store.insert_event(&backfill).await.unwrap();
+    // Backfill waits; a webhook still goes out.
+    let res = app
+        .admin(Method::POST, "/v1/connections/acme/backfill")
+        .header("content-type", "application/x-ndjson")
+        .body(json!({"clientId": "b", "email": "b@x.io"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202, "{}", res.text().await.unwrap());
     accepted(
         &app,
         "acme",

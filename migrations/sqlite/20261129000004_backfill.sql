@@ -1,0 +1,26 @@
+-- Backfill jobs, the events they brought in, and the priority of webhooks over
+-- backfill in the queue.
+
+CREATE TABLE backfill_jobs (
+    id             TEXT PRIMARY KEY NOT NULL,
+    connection_id  TEXT NOT NULL REFERENCES connections (id) ON DELETE CASCADE,
+    -- receiving | received | interrupted
+    state          TEXT NOT NULL,
+    lines_read     INTEGER NOT NULL DEFAULT 0,
+    rejected_count INTEGER NOT NULL DEFAULT 0,
+    -- the first rejected lines, as JSON [{"line": n, "error": "..."}]
+    rejected       TEXT NOT NULL DEFAULT '[]',
+    created_at     INTEGER NOT NULL,
+    updated_at     INTEGER NOT NULL,
+    finished_at    INTEGER
+);
+CREATE INDEX backfill_jobs_by_connection ON backfill_jobs (connection_id, created_at);
+
+ALTER TABLE events ADD COLUMN job_id TEXT;
+CREATE INDEX events_by_job ON events (job_id, processed_at) WHERE job_id IS NOT NULL;
+
+-- 1 while the client has a webhook event pending: such clients are claimed
+-- before those with only backfill rows, so a large backfill never delays a webhook.
+ALTER TABLE clients ADD COLUMN urgent INTEGER NOT NULL DEFAULT 1;
+DROP INDEX clients_due;
+CREATE INDEX clients_due ON clients (urgent DESC, next_attempt_at) WHERE next_attempt_at IS NOT NULL;

@@ -1,0 +1,66 @@
+//! Log lines: JSON with the request id, connection, client and Salesforce's
+//! error code; no personal data at info level.
+
+use serde_json::{json, Value};
+
+use crate::emulator::{Fault, OrgConfig};
+use crate::helpers::{captured_logs, spawn_with_org};
+
+/// Captured JSON lines about connection `name` (the capture is shared by every test).
+fn lines_of(name: &str) -> Vec<Value> {
+    captured_logs()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["fields"]["connection"] == name)
+        .collect()
+}
+
+fn with_message<'a>(lines: &'a [Value], message: &str) -> &'a Value {
+    lines
+        .iter()
+        .find(|l| l["fields"]["message"] == message)
+        .unwrap_or_else(|| panic!("no `{message}` line in {lines:#?}"))
+}
+
+#[tokio::test]
+async fn log_lines_carry_request_connection_client_and_error_code_but_no_personal_data() {
+    let (app, emu) = spawn_with_org(OrgConfig::default()).await;
+    let secret = app.connect(&emu, "logs-a", json!({})).await;
+    let body = json!({"type": "client.created", "data": {
+        "clientId": 77, "email": "zaphod@heart.of.gold",
+        "info": {"firstName": "Zaphod", "lastName": "Beeblebrox"},
+        "phones": [{"number": "+35799111222", "confirmed": true}]}});
+    assert_eq!(app.send_event("logs-a", &secret, &body).await.status(), 202);
+    emu.fail_next(Fault::LockRow, 1);
+    app.sync().await;
+
+    let lines = lines_of("logs-a");
+    let accepted = with_message(&lines, "webhook accepted");
+    assert_eq!(accepted["fields"]["client_id"], "77");
+    let request_id = accepted["span"]["request_id"].as_str().unwrap_or_default();
+    assert!(!request_id.is_empty(), "{accepted}");
+    let failed = with_message(&lines, "sync failed");
+    assert_eq!(failed["fields"]["client_id"], "77");
+    assert_eq!(failed["fields"]["error_code"], "UNABLE_TO_LOCK_ROW");
+    assert_eq!(failed["level"], "WARN");
+
+    // Info and above: the client's id, never its data.
+    let all = captured_logs();
+    for line in all
+        .lines()
+        .filter(|l| !l.contains(r#""level":"DEBUG""#) && !l.contains(r#""level":"TRACE""#))
+    {
+        for personal in [
+            "zaphod@heart.of.gold",
+            "Zaphod",
+            "Beeblebrox",
+            "35799111222",
+        ] {
+            assert!(
+                !line.contains(personal),
+                "personal data at info level: {line}"
+            );
+        }
+    }
+    assert!(!all.contains(&secret), "the webhook secret was logged");
+}
