@@ -23,4 +23,5 @@ CREATE INDEX events_by_job ON events (job_id, processed_at) WHERE job_id IS NOT 
 -- before those with only backfill rows, so a large backfill never delays a webhook.
 ALTER TABLE clients ADD COLUMN urgent INTEGER NOT NULL DEFAULT 1;
 DROP INDEX clients_due;
-CREATE INDEX clients_due ON clients (urgent DESC, next_attempt_at) WHERE next_attempt_at IS NOT NULL;
+-- Claims read one range per (connection, urgency), oldest due first.
+CREATE INDEX clients_due ON clients (connection_id, urgent, next_attempt_at) WHERE next_attempt_at IS NOT NULL;

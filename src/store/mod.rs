@@ -361,9 +361,47 @@ pub trait Store: Send + Sync + 'static {
 
     /// Leases up to `limit` due clients of enabled, unpaused connections to
     /// `owner` until `lease_until`. A leased client is not claimed again until
-    /// its lease ends, so one write per client is in flight.
+    /// its lease ends, so one write per client is in flight. Clients with a
+    /// webhook pending come before those with only backfill rows; connections
+    /// take turns (the first one asked is picked at random each time).
+    ///
+    /// Each step is one index range (connection, urgency, due time), so a
+    /// disabled connection's million held clients, or a backfill's, cost
+    /// nothing here.
     async fn claim_due(
         &self,
+        now: DateTime<Utc>,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Claim>, StoreError> {
+        let mut connections = self.claimable_connections(now).await?;
+        if !connections.is_empty() {
+            let start = rand::random::<usize>() % connections.len();
+            connections.rotate_left(start);
+        }
+        let mut claims = Vec::new();
+        for urgent in [true, false] {
+            for id in &connections {
+                let room = limit.saturating_sub(claims.len() as u32);
+                if room == 0 {
+                    return Ok(claims);
+                }
+                claims.extend(
+                    self.claim_due_in(id, urgent, now, owner, lease_until, room)
+                        .await?,
+                );
+            }
+        }
+        Ok(claims)
+    }
+    /// Ids of the enabled connections that are not paused at `now`.
+    async fn claimable_connections(&self, now: DateTime<Utc>) -> Result<Vec<String>, StoreError>;
+    /// [`Store::claim_due`] within one connection and urgency, oldest due first.
+    async fn claim_due_in(
+        &self,
+        connection_id: &str,
+        urgent: bool,
         now: DateTime<Utc>,
         owner: &str,
         lease_until: DateTime<Utc>,

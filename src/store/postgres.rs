@@ -7,12 +7,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgPoolOptions;
-use sqlx::{PgPool, Postgres, QueryBuilder, Row};
+use sqlx::{PgPool, Postgres, QueryBuilder};
 
 use super::rows::{
-    backlog_from_rows, client_from_row, client_key, connection_from_row, event_from_row,
-    job_from_row, mapping_json, secret_from_row, unique_violation, BACKLOG_CLIENTS, BACKLOG_EVENTS,
-    JOB_SELECT,
+    backlog_from_rows, cache_statement, claim_from_row, client_from_row, client_key,
+    connection_from_row, event_from_row, job_from_row, mapping_json, secret_from_row,
+    unique_violation, BACKLOG_CLIENTS, BACKLOG_EVENTS, JOB_SELECT,
 };
 use super::{
     to_millis, ApiUsage, BackfillJob, Backlog, Claim, ClientRecord, ClientState, ClientUpdate,
@@ -267,6 +267,7 @@ impl Store for PgStore {
         qb.push(" ON CONFLICT (connection_id, idempotency_key) DO NOTHING RETURNING id");
         let inserted: std::collections::HashSet<String> = qb
             .build_query_scalar()
+            .persistent(cache_statement(events.len()))
             .fetch_all(&mut *tx)
             .await?
             .into_iter()
@@ -325,7 +326,10 @@ impl Store for PgStore {
                    updated_at = excluded.updated_at,
                    urgent = c.urgent OR excluded.urgent",
             );
-            qb.build().execute(&mut *tx).await?;
+            qb.build()
+                .persistent(cache_statement(events.len()))
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(answers)
@@ -385,8 +389,20 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn claim_due(
+    async fn claimable_connections(&self, now: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM connections
+             WHERE enabled AND (paused_until IS NULL OR paused_until <= $1) ORDER BY id",
+        )
+        .bind(to_millis(now))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn claim_due_in(
         &self,
+        connection_id: &str,
+        urgent: bool,
         now: DateTime<Utc>,
         owner: &str,
         lease_until: DateTime<Utc>,
@@ -398,32 +414,26 @@ impl Store for PgStore {
         let rows = sqlx::query(
             "UPDATE clients c SET lease_owner = $1, lease_until = $2
              FROM (
-               SELECT d.connection_id, d.client_id
-               FROM clients d JOIN connections k ON k.id = d.connection_id
-               WHERE k.enabled AND (k.paused_until IS NULL OR k.paused_until <= $3)
-                 AND d.next_attempt_at IS NOT NULL AND d.next_attempt_at <= $3
-                 AND (d.lease_until IS NULL OR d.lease_until <= $3)
-               ORDER BY d.urgent DESC, d.next_attempt_at
-               LIMIT $4
-               FOR UPDATE OF d SKIP LOCKED
+               SELECT d.connection_id, d.client_id FROM clients d
+               WHERE d.connection_id = $3 AND d.urgent = $4
+                 AND d.next_attempt_at IS NOT NULL AND d.next_attempt_at <= $5
+                 AND (d.lease_until IS NULL OR d.lease_until <= $5)
+               ORDER BY d.next_attempt_at
+               LIMIT $6
+               FOR UPDATE SKIP LOCKED
              ) due
              WHERE c.connection_id = due.connection_id AND c.client_id = due.client_id
              RETURNING c.connection_id, c.client_id",
         )
         .bind(owner)
         .bind(to_millis(lease_until))
+        .bind(connection_id)
+        .bind(urgent)
         .bind(to_millis(now))
         .bind(limit as i64)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Claim {
-                    connection_id: r.try_get("connection_id")?,
-                    client_id: r.try_get("client_id")?,
-                })
-            })
-            .collect()
+        rows.iter().map(claim_from_row).collect()
     }
 
     async fn release_all_leases(&self) -> Result<u64, StoreError> {

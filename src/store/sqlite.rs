@@ -7,12 +7,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
 use super::rows::{
-    backlog_from_rows, client_from_row, client_key, connection_from_row, event_from_row,
-    job_from_row, mapping_json, secret_from_row, unique_violation, BACKLOG_CLIENTS, BACKLOG_EVENTS,
-    JOB_SELECT,
+    backlog_from_rows, cache_statement, claim_from_row, client_from_row, client_key,
+    connection_from_row, event_from_row, job_from_row, mapping_json, secret_from_row,
+    unique_violation, BACKLOG_CLIENTS, BACKLOG_EVENTS, JOB_SELECT,
 };
 use super::{
     to_millis, ApiUsage, BackfillJob, Backlog, Claim, ClientRecord, ClientState, ClientUpdate,
@@ -264,6 +264,7 @@ impl Store for SqliteStore {
         qb.push(" ON CONFLICT (connection_id, idempotency_key) DO NOTHING RETURNING id");
         let inserted: std::collections::HashSet<String> = qb
             .build_query_scalar()
+            .persistent(cache_statement(events.len()))
             .fetch_all(&mut *tx)
             .await?
             .into_iter()
@@ -322,7 +323,10 @@ impl Store for SqliteStore {
                    updated_at = excluded.updated_at,
                    urgent = MAX(c.urgent, excluded.urgent)",
             );
-            qb.build().execute(&mut *tx).await?;
+            qb.build()
+                .persistent(cache_statement(events.len()))
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(answers)
@@ -382,8 +386,20 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn claim_due(
+    async fn claimable_connections(&self, now: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM connections
+             WHERE enabled = 1 AND (paused_until IS NULL OR paused_until <= ?) ORDER BY id",
+        )
+        .bind(to_millis(now))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn claim_due_in(
         &self,
+        connection_id: &str,
+        urgent: bool,
         now: DateTime<Utc>,
         owner: &str,
         lease_until: DateTime<Utc>,
@@ -393,30 +409,24 @@ impl Store for SqliteStore {
         let rows = sqlx::query(
             "UPDATE clients SET lease_owner = ?, lease_until = ?
              WHERE rowid IN (
-               SELECT c.rowid FROM clients c JOIN connections k ON k.id = c.connection_id
-               WHERE k.enabled = 1 AND (k.paused_until IS NULL OR k.paused_until <= ?)
-                 AND c.next_attempt_at IS NOT NULL AND c.next_attempt_at <= ?
-                 AND (c.lease_until IS NULL OR c.lease_until <= ?)
-               ORDER BY c.urgent DESC, c.next_attempt_at
+               SELECT rowid FROM clients
+               WHERE connection_id = ? AND urgent = ?
+                 AND next_attempt_at IS NOT NULL AND next_attempt_at <= ?
+                 AND (lease_until IS NULL OR lease_until <= ?)
+               ORDER BY next_attempt_at
                LIMIT ?)
              RETURNING connection_id, client_id",
         )
         .bind(owner)
         .bind(to_millis(lease_until))
-        .bind(now)
+        .bind(connection_id)
+        .bind(urgent as i64)
         .bind(now)
         .bind(now)
         .bind(limit as i64)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Claim {
-                    connection_id: r.try_get("connection_id")?,
-                    client_id: r.try_get("client_id")?,
-                })
-            })
-            .collect()
+        rows.iter().map(claim_from_row).collect()
     }
 
     async fn release_all_leases(&self) -> Result<u64, StoreError> {

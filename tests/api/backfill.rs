@@ -113,12 +113,18 @@ async fn a_backfill_row_never_overwrites_a_newer_webhook() {
     );
 
     // The other order, merged in one write: the webhook still wins.
+    let writes = emu.writes();
     let row2 = json!({"clientId": 2, "email": "old2@x.io"});
     upload(&app, "acme", "", lines([row2])).await;
     let hook2 = json!({"type": "client.updated", "occurredAt": "2026-11-20T10:00:00Z",
         "data": {"clientId": 2, "email": "new2@x.io"}});
     assert_eq!(app.send_event("acme", &secret, &hook2).await.status(), 202);
     app.sync().await;
+    assert_eq!(
+        emu.writes() - writes,
+        1,
+        "the row and the webhook are one write"
+    );
     let state = app.client_state("acme", "2").await;
     assert_eq!(
         emu.lead(state["leadId"].as_str().unwrap()).unwrap()["Email"],

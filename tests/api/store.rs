@@ -319,3 +319,47 @@ async fn a_batch_of_events_commits_together_and_dedupes_within_itself() {
         2
     );
 }
+
+#[tokio::test]
+async fn every_connection_gets_a_share_of_a_claim_and_webhooks_come_before_backfill() {
+    let (_db, store, now) = setup().await;
+    let a = connection(store.as_ref(), "a", true, now).await;
+    let b = connection(store.as_ref(), "b", true, now).await;
+    let off = connection(store.as_ref(), "off", false, now).await;
+    for (conn, client) in [(&a, "a1"), (&a, "a2"), (&b, "b1"), (&b, "b2"), (&off, "o1")] {
+        event(store.as_ref(), conn, client, client, now).await;
+    }
+    // A backfill row, received earlier than every webhook above.
+    let early = now - Duration::minutes(5);
+    store
+        .insert_event(&NewEvent {
+            id: uuid::Uuid::new_v4().to_string(),
+            connection_id: a.clone(),
+            idempotency_key: "backfill:1".into(),
+            client_id: "a0".into(),
+            event_type: "backfill".into(),
+            occurred_at: DateTime::UNIX_EPOCH,
+            received_at: early,
+            payload: r#"{"type":"client.updated","data":{"clientId":"a0"}}"#.into(),
+            urgent: false,
+            job_id: None,
+        })
+        .await
+        .unwrap();
+    let lease = now + Duration::minutes(1);
+    let first = store.claim_due(now, "w1", lease, 3).await.unwrap();
+    let conns: HashSet<&str> = first.iter().map(|c| c.connection_id.as_str()).collect();
+    assert_eq!(conns, HashSet::from([a.as_str(), b.as_str()]), "{first:?}");
+    assert!(
+        first.iter().all(|c| c.client_id != "a0"),
+        "webhooks first: {first:?}"
+    );
+    let rest = store.claim_due(now, "w2", lease, 10).await.unwrap();
+    let ids: HashSet<&str> = rest.iter().map(|c| c.client_id.as_str()).collect();
+    assert!(ids.contains("a0"), "{rest:?}");
+    assert_eq!(
+        first.len() + rest.len(),
+        5,
+        "the disabled connection's client waits"
+    );
+}
