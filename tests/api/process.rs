@@ -894,6 +894,21 @@ async fn sigterm_past_the_deadline_abandons_stuck_writes_and_loses_nothing() {
         .status()
         .unwrap()
         .success());
+    // While it winds down (stuck writes keep it up to the deadline), it takes no new work.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        svc.child.try_wait().unwrap().is_none(),
+        "exited before the deadline"
+    );
+    let refused = reqwest::Client::new()
+        .get(format!("{}/health/live", svc.base))
+        .timeout(Duration::from_secs(1))
+        .send()
+        .await;
+    assert!(
+        refused.is_err(),
+        "a new connection was served after SIGTERM: {refused:?}"
+    );
     let status = svc.child.wait().unwrap();
     let took = asked.elapsed();
     assert!(
