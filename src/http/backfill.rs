@@ -220,3 +220,34 @@ pub async fn get(
         .ok_or_else(|| ApiError::NotFound(format!("no backfill job `{job_id}` on `{name}`")))?;
     Ok(HttpResponse::Ok().json(JobView::of(job, &conn.name, state.clock.now())))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(state: JobState, updated_at: DateTime<Utc>) -> BackfillJob {
+        BackfillJob {
+            id: "j".into(),
+            connection_id: "c".into(),
+            state,
+            read: 0,
+            accepted: 0,
+            synced: 0,
+            rejected_count: 0,
+            rejected: vec![],
+            created_at: updated_at,
+            updated_at,
+            finished_at: None,
+        }
+    }
+
+    #[test]
+    fn a_job_left_receiving_by_a_stopped_process_shows_as_interrupted() {
+        let now = Utc::now();
+        let minutes = chrono::TimeDelta::minutes;
+        let view = |state, age| JobView::of(job(state, now - age), "a", now).state;
+        assert_eq!(view(JobState::Receiving, minutes(1)), "receiving");
+        assert_eq!(view(JobState::Receiving, minutes(11)), "interrupted");
+        assert_eq!(view(JobState::Received, minutes(3000)), "received");
+    }
+}

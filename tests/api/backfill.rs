@@ -178,13 +178,13 @@ async fn a_webhook_goes_out_before_a_large_backfill() {
 #[tokio::test]
 async fn an_upload_is_stored_while_it_streams_and_kept_if_it_breaks_off() {
     let (app, emu) = spawn_with_org(OrgConfig::default()).await;
-    app.connect(&emu, "acme", json!({})).await;
-    let conn_id = app.connection_id("acme").await;
+    app.connect(&emu, "stream-cut", json!({})).await;
+    let conn_id = app.connection_id("stream-cut").await;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
     let body = reqwest::Body::wrap_stream(tokio_stream(rx));
     let request = {
         let req = app
-            .admin(Method::POST, "/v1/connections/acme/backfill")
+            .admin(Method::POST, "/v1/connections/stream-cut/backfill")
             .header("content-type", NDJSON)
             .body(body);
         tokio::spawn(req.send())
@@ -224,6 +224,21 @@ async fn an_upload_is_stored_while_it_streams_and_kept_if_it_breaks_off() {
         kept, 1200,
         "every complete line is kept, the broken one is not"
     );
+    // The job says where it stopped (its id is in the log line about it).
+    let logs = crate::helpers::captured_logs();
+    let line = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| {
+            l["fields"]["message"] == "backfill interrupted"
+                && l["fields"]["connection"] == "stream-cut"
+        })
+        .expect("an `interrupted` log line");
+    let id = line["fields"]["job_id"].as_str().unwrap();
+    let stopped = job(&app, "stream-cut", id).await;
+    assert_eq!(stopped["state"], "interrupted", "{stopped}");
+    assert_eq!(stopped["accepted"], 1200);
+    assert_eq!(stopped["read"], 1200);
     app.sync().await;
     assert_eq!(emu.lead_count(), 1200);
 }
