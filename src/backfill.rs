@@ -134,6 +134,8 @@ pub struct Upload {
     received_at: DateTime<Utc>,
     read: u64,
     accepted: u64,
+    /// Accepted lines committed to the store.
+    stored: u64,
     rejected_count: u64,
     rejected: Vec<Rejection>,
     pending: Vec<NewEvent>,
@@ -156,6 +158,7 @@ impl Upload {
             received_at,
             read: 0,
             accepted: 0,
+            stored: 0,
             rejected_count: 0,
             rejected: Vec::new(),
             pending: Vec::with_capacity(CHUNK_EVENTS),
@@ -220,11 +223,18 @@ impl Upload {
         self.accepted
     }
 
-    pub fn progress(&self, state: JobState, at: DateTime<Utc>) -> JobProgress {
+    /// Records that `n` events handed over by [`Upload::take_chunk`] were committed.
+    pub fn stored(&mut self, n: usize) {
+        self.stored += n as u64;
+    }
+
+    /// The job's progress with `storing` more events about to be committed with it.
+    pub fn progress(&self, state: JobState, storing: usize, at: DateTime<Utc>) -> JobProgress {
         JobProgress {
             job_id: self.job_id.clone(),
             state,
             read: self.read,
+            accepted: self.stored + storing as u64,
             rejected_count: self.rejected_count,
             rejected: self.rejected.clone(),
             at,
@@ -323,13 +333,14 @@ mod tests {
         });
         lines.feed(&[b'x'; 200], |l| u.line(l));
         lines.finish(|l| u.line(l));
-        let p = u.progress(JobState::Received, t);
+        let p = u.progress(JobState::Received, 0, t);
         assert_eq!((p.read, p.rejected_count, u.accepted()), (4, 2, 2));
         assert_eq!(
             p.rejected.iter().map(|r| r.line).collect::<Vec<_>>(),
             [3, 5]
         );
         let events = u.take_chunk();
+        assert_eq!(u.progress(JobState::Received, events.len(), t).accepted, 2);
         assert_eq!(events[0].idempotency_key, "backfill:job1:1");
         assert_eq!(events[1].idempotency_key, "backfill:job1:4");
         assert_eq!(events[1].client_id, "a");

@@ -186,6 +186,15 @@ pub struct SettingsArgs {
         global = true
     )]
     pub shutdown_timeout_secs: u64,
+    /// How long events are kept after they are synced (duplicate detection
+    /// needs at least 24 h); older ones are deleted.
+    #[arg(
+        long,
+        env = "LEADBRIDGE_EVENT_RETENTION_HOURS",
+        default_value_t = 168,
+        global = true
+    )]
+    pub event_retention_hours: u64,
 }
 
 impl SettingsArgs {
@@ -242,6 +251,9 @@ impl Settings {
         }
         if args.lease_secs < 2 {
             bail!("LEADBRIDGE_LEASE_SECS must be at least 2");
+        }
+        if args.event_retention_hours < 24 {
+            bail!("LEADBRIDGE_EVENT_RETENTION_HOURS must be at least 24: duplicates are recognised for 24 h");
         }
         let env_token = non_empty_env(ADMIN_TOKEN_ENV)?;
         let env_key = non_empty_env(MASTER_KEY_ENV)?;
@@ -310,6 +322,9 @@ impl Settings {
                     lease: std::time::Duration::from_secs(args.lease_secs),
                     quota_budget_percent: args.quota_budget_percent,
                     linger: std::time::Duration::from_millis(args.linger_ms),
+                    event_retention: std::time::Duration::from_secs(
+                        args.event_retention_hours * 3600,
+                    ),
                     ..SyncSettings::default()
                 },
             },

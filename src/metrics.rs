@@ -153,3 +153,8 @@ pub fn backfill_lines(connection: &str, accepted: u64, rejected: u64) {
         .increment(n);
     }
 }
+
+/// Counts done events deleted after their retention period.
+pub fn events_pruned(n: u64) {
+    metrics::counter!("leadbridge_events_pruned_total").increment(n);
+}

@@ -7,6 +7,8 @@ CREATE TABLE backfill_jobs (
     -- receiving | received | interrupted
     state          TEXT NOT NULL,
     lines_read     INTEGER NOT NULL DEFAULT 0,
+    -- lines stored as events (in the same transaction as they are)
+    accepted       INTEGER NOT NULL DEFAULT 0,
     rejected_count INTEGER NOT NULL DEFAULT 0,
     -- the first rejected lines, as JSON [{"line": n, "error": "..."}]
     rejected       TEXT NOT NULL DEFAULT '[]',
@@ -17,7 +19,7 @@ CREATE TABLE backfill_jobs (
 CREATE INDEX backfill_jobs_by_connection ON backfill_jobs (connection_id, created_at);
 
 ALTER TABLE events ADD COLUMN job_id TEXT;
-CREATE INDEX events_by_job ON events (job_id, processed_at) WHERE job_id IS NOT NULL;
+CREATE INDEX events_by_job ON events (job_id) WHERE job_id IS NOT NULL AND processed_at IS NULL;
 
 -- 1 while the client has a webhook event pending: such clients are claimed
 -- before those with only backfill rows, so a large backfill never delays a webhook.

@@ -156,12 +156,12 @@ pub async fn upload(
         JobState::Interrupted
     };
     let stored = store_chunk(&state, &mut upload, last).await;
-    let end = upload.progress(last, state.clock.now());
+    let end = upload.progress(last, 0, state.clock.now());
     crate::metrics::backfill_lines(&conn.name, upload.accepted(), end.rejected_count);
     if let Err(e) = read.and(stored) {
         let _ = state
             .store
-            .update_backfill_job(&upload.progress(JobState::Interrupted, state.clock.now()))
+            .update_backfill_job(&upload.progress(JobState::Interrupted, 0, state.clock.now()))
             .await;
         tracing::warn!(connection = %conn.name, %job_id, read = end.read, error = %e, "backfill interrupted");
         return Err(e);
@@ -178,21 +178,29 @@ pub async fn upload(
     Ok(HttpResponse::Accepted().json(JobView::of(job, &conn.name, state.clock.now())))
 }
 
-/// Stores the events read so far in one transaction, then records progress.
+/// Stores the events read so far and the job's progress, in one transaction.
 async fn store_chunk(
     state: &AppState,
     upload: &mut Upload,
     progress: JobState,
 ) -> Result<(), ApiError> {
     let events = upload.take_chunk();
+    let p = upload.progress(progress, events.len(), state.clock.now());
+    let mut result = state.store.insert_backfill_chunk(&events, &p).await;
+    for _ in 0..3 {
+        match &result {
+            // Aborted to resolve a deadlock with concurrent webhooks: run it again.
+            Err(e) if e.is_conflict_abort() => {
+                result = state.store.insert_backfill_chunk(&events, &p).await
+            }
+            _ => break,
+        }
+    }
+    result?;
+    upload.stored(events.len());
     if !events.is_empty() {
-        crate::ingest::insert_retrying(state.store.as_ref(), &events).await?;
         state.wake.notify_one();
     }
-    state
-        .store
-        .update_backfill_job(&upload.progress(progress, state.clock.now()))
-        .await?;
     Ok(())
 }
 

@@ -223,6 +223,8 @@ pub struct JobProgress {
     pub job_id: String,
     pub state: JobState,
     pub read: u64,
+    /// Lines stored, this chunk included.
+    pub accepted: u64,
     pub rejected_count: u64,
     /// The first [`MAX_REJECTIONS_KEPT`] rejected lines.
     pub rejected: Vec<Rejection>,
@@ -491,12 +493,22 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     /// Records how far an upload has come.
     async fn update_backfill_job(&self, progress: &JobProgress) -> Result<(), StoreError>;
+    /// Stores a chunk of a backfill's events and the job's progress in one
+    /// transaction, so the job's `accepted` is exact whatever happens next.
+    async fn insert_backfill_chunk(
+        &self,
+        events: &[NewEvent],
+        progress: &JobProgress,
+    ) -> Result<(), StoreError>;
     /// A job of a connection, with its events counted.
     async fn backfill_job(
         &self,
         connection_id: &str,
         job_id: &str,
     ) -> Result<Option<BackfillJob>, StoreError>;
+    /// Deletes up to `limit` events that were done before `before`, oldest
+    /// first; returns how many. Events not done are never deleted.
+    async fn prune_events(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError>;
     /// Clients per connection and state, and events not yet done (for metrics).
     async fn backlog(&self) -> Result<Vec<Backlog>, StoreError>;
 }

@@ -171,10 +171,10 @@ pub(crate) fn job_from_row(row: &impl Cols) -> Result<BackfillJob, StoreError> {
     })
 }
 
-/// A job with `accepted` and `synced` counted from its events (one index range each).
-pub(crate) const JOB_SELECT: &str = "SELECT j.*,
-    (SELECT COUNT(*) FROM events e WHERE e.job_id = j.id) AS accepted,
-    (SELECT COUNT(*) FROM events e WHERE e.job_id = j.id AND e.processed_at IS NOT NULL) AS synced
+/// A job with `synced`: its accepted lines less its events not yet done
+/// (those are never pruned, so this stays exact after done events are).
+pub(crate) const JOB_SELECT: &str = "SELECT j.*, j.accepted -
+    (SELECT COUNT(*) FROM events e WHERE e.job_id = j.id AND e.processed_at IS NULL) AS synced
     FROM backfill_jobs j";
 
 /// Clients per connection and state; rows of [`BACKLOG_CLIENTS`] then [`BACKLOG_EVENTS`].

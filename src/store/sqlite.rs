@@ -238,98 +238,24 @@ impl Store for SqliteStore {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        // Rows are locked in one order everywhere (by client; stable, so a
-        // client's events keep their arrival order), so concurrent batches
-        // wait for each other instead of deadlocking. A few statements per
-        // batch, not two per event: each statement is a round trip.
-        let mut order: Vec<usize> = (0..events.len()).collect();
-        order.sort_by(|&a, &b| client_key(&events[a]).cmp(&client_key(&events[b])));
         let mut tx = self.pool.begin().await?;
-        let mut qb = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO events (id, connection_id, idempotency_key, client_id, event_type,
-                occurred_at, received_at, payload, urgent, job_id) ",
-        );
-        qb.push_values(order.iter().map(|&i| &events[i]), |mut row, e| {
-            row.push_bind(&e.id)
-                .push_bind(&e.connection_id)
-                .push_bind(&e.idempotency_key)
-                .push_bind(&e.client_id)
-                .push_bind(&e.event_type)
-                .push_bind(to_millis(e.occurred_at))
-                .push_bind(to_millis(e.received_at))
-                .push_bind(&e.payload)
-                .push_bind(e.urgent as i64)
-                .push_bind(&e.job_id);
-        });
-        qb.push(" ON CONFLICT (connection_id, idempotency_key) DO NOTHING RETURNING id");
-        let inserted: std::collections::HashSet<String> = qb
-            .build_query_scalar()
-            .persistent(cache_statement(events.len()))
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .collect();
-        let mut answers = Vec::with_capacity(events.len());
-        for e in events {
-            if inserted.contains(&e.id) {
-                answers.push(Inserted::Accepted);
-            } else {
-                // A duplicate (rare): the id of the event already stored under its key.
-                let event_id: String = sqlx::query_scalar(
-                    "SELECT id FROM events WHERE connection_id = ? AND idempotency_key = ?",
-                )
-                .bind(&e.connection_id)
-                .bind(&e.idempotency_key)
-                .fetch_one(&mut *tx)
-                .await?;
-                answers.push(Inserted::Duplicate { event_id });
-            }
-        }
-        // Their clients become due, once each: a dead one starts over, a
-        // retrying one keeps its backoff.
-        let mut seen = std::collections::HashSet::new();
-        let urgent_clients: std::collections::HashSet<(&str, &str)> = events
-            .iter()
-            .filter(|e| e.urgent && inserted.contains(&e.id))
-            .map(client_key)
-            .collect();
-        let urgent = |e: &NewEvent| -> bool { urgent_clients.contains(&client_key(e)) };
-        let due: Vec<&NewEvent> = order
-            .iter()
-            .map(|&i| &events[i])
-            .filter(|e| inserted.contains(&e.id) && seen.insert(client_key(e)))
-            .collect();
-        if !due.is_empty() {
-            let mut qb = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO clients AS c (connection_id, client_id, state, next_attempt_at, updated_at, urgent) ",
-            );
-            qb.push_values(due, |mut row, e| {
-                row.push_bind(&e.connection_id)
-                    .push_bind(&e.client_id)
-                    .push_bind("pending")
-                    .push_bind(to_millis(e.received_at))
-                    .push_bind(to_millis(e.received_at))
-                    .push_bind(urgent(e) as i64);
-            });
-            qb.push(
-                " ON CONFLICT (connection_id, client_id) DO UPDATE SET
-                   state = CASE WHEN c.state IN ('synced', 'dead') THEN 'pending' ELSE c.state END,
-                   attempts = CASE WHEN c.state = 'dead' THEN 0 ELSE c.attempts END,
-                   first_failure_at = CASE WHEN c.state = 'dead' THEN NULL ELSE c.first_failure_at END,
-                   next_attempt_at = CASE
-                     WHEN c.state = 'retrying' AND c.next_attempt_at IS NOT NULL THEN c.next_attempt_at
-                     ELSE MIN(COALESCE(c.next_attempt_at, excluded.next_attempt_at), excluded.next_attempt_at)
-                   END,
-                   updated_at = excluded.updated_at,
-                   urgent = MAX(c.urgent, excluded.urgent)",
-            );
-            qb.build()
-                .persistent(cache_statement(events.len()))
-                .execute(&mut *tx)
-                .await?;
-        }
+        let answers = insert_events_in(&mut tx, events).await?;
         tx.commit().await?;
         Ok(answers)
+    }
+
+    async fn insert_backfill_chunk(
+        &self,
+        events: &[NewEvent],
+        progress: &JobProgress,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if !events.is_empty() {
+            insert_events_in(&mut tx, events).await?;
+        }
+        update_job_in(&mut tx, progress).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn pending_events(&self, connection_id: &str) -> Result<Vec<StoredEvent>, StoreError> {
@@ -720,22 +646,8 @@ impl Store for SqliteStore {
     }
 
     async fn update_backfill_job(&self, p: &JobProgress) -> Result<(), StoreError> {
-        let done = p.state != JobState::Receiving;
-        sqlx::query(
-            "UPDATE backfill_jobs SET state = ?, lines_read = ?, rejected_count = ?,
-                rejected = ?, updated_at = ?, finished_at = ?
-             WHERE id = ?",
-        )
-        .bind(p.state.as_str())
-        .bind(p.read as i64)
-        .bind(p.rejected_count as i64)
-        .bind(serde_json::to_string(&p.rejected).expect("rejections serialize"))
-        .bind(to_millis(p.at))
-        .bind(done.then(|| to_millis(p.at)))
-        .bind(&p.job_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let mut conn = self.pool.acquire().await?;
+        update_job_in(&mut conn, p).await
     }
 
     async fn backfill_job(
@@ -755,6 +667,19 @@ impl Store for SqliteStore {
         .transpose()
     }
 
+    async fn prune_events(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM events WHERE seq IN (
+               SELECT seq FROM events WHERE processed_at IS NOT NULL AND processed_at < ?
+               ORDER BY processed_at LIMIT ?)",
+        )
+        .bind(to_millis(before))
+        .bind(limit as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     async fn backlog(&self) -> Result<Vec<Backlog>, StoreError> {
         let connections = sqlx::query(BACKLOG_EVENTS).fetch_all(&self.pool).await?;
         let clients = sqlx::query(BACKLOG_CLIENTS).fetch_all(&self.pool).await?;
@@ -770,3 +695,124 @@ const CLIENT_SELECT: &str = "SELECT c.*, (SELECT COUNT(*) FROM events e
 const REQUEUE: &str = "UPDATE clients SET
     state = CASE WHEN state = 'converted' THEN state ELSE 'pending' END,
     attempts = 0, first_failure_at = NULL, next_attempt_at = ?, updated_at = ?";
+
+/// Stores events within `tx`; see [`Store::insert_events`].
+async fn insert_events_in(
+    tx: &mut sqlx::SqliteConnection,
+    events: &[NewEvent],
+) -> Result<Vec<Inserted>, StoreError> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Rows are locked in one order everywhere (by client; stable, so a
+    // client's events keep their arrival order), so concurrent batches
+    // wait for each other instead of deadlocking. A few statements per
+    // batch, not two per event: each statement is a round trip.
+    let mut order: Vec<usize> = (0..events.len()).collect();
+    order.sort_by(|&a, &b| client_key(&events[a]).cmp(&client_key(&events[b])));
+    let mut qb = QueryBuilder::<Sqlite>::new(
+        "INSERT INTO events (id, connection_id, idempotency_key, client_id, event_type,
+            occurred_at, received_at, payload, urgent, job_id) ",
+    );
+    qb.push_values(order.iter().map(|&i| &events[i]), |mut row, e| {
+        row.push_bind(&e.id)
+            .push_bind(&e.connection_id)
+            .push_bind(&e.idempotency_key)
+            .push_bind(&e.client_id)
+            .push_bind(&e.event_type)
+            .push_bind(to_millis(e.occurred_at))
+            .push_bind(to_millis(e.received_at))
+            .push_bind(&e.payload)
+            .push_bind(e.urgent as i64)
+            .push_bind(&e.job_id);
+    });
+    qb.push(" ON CONFLICT (connection_id, idempotency_key) DO NOTHING RETURNING id");
+    let inserted: std::collections::HashSet<String> = qb
+        .build_query_scalar()
+        .persistent(cache_statement(events.len()))
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
+    let mut answers = Vec::with_capacity(events.len());
+    for e in events {
+        if inserted.contains(&e.id) {
+            answers.push(Inserted::Accepted);
+        } else {
+            // A duplicate (rare): the id of the event already stored under its key.
+            let event_id: String = sqlx::query_scalar(
+                "SELECT id FROM events WHERE connection_id = ? AND idempotency_key = ?",
+            )
+            .bind(&e.connection_id)
+            .bind(&e.idempotency_key)
+            .fetch_one(&mut *tx)
+            .await?;
+            answers.push(Inserted::Duplicate { event_id });
+        }
+    }
+    // Their clients become due, once each: a dead one starts over, a
+    // retrying one keeps its backoff.
+    let mut seen = std::collections::HashSet::new();
+    let urgent_clients: std::collections::HashSet<(&str, &str)> = events
+        .iter()
+        .filter(|e| e.urgent && inserted.contains(&e.id))
+        .map(client_key)
+        .collect();
+    let urgent = |e: &NewEvent| -> bool { urgent_clients.contains(&client_key(e)) };
+    let due: Vec<&NewEvent> = order
+        .iter()
+        .map(|&i| &events[i])
+        .filter(|e| inserted.contains(&e.id) && seen.insert(client_key(e)))
+        .collect();
+    if !due.is_empty() {
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO clients AS c (connection_id, client_id, state, next_attempt_at, updated_at, urgent) ",
+        );
+        qb.push_values(due, |mut row, e| {
+            row.push_bind(&e.connection_id)
+                .push_bind(&e.client_id)
+                .push_bind("pending")
+                .push_bind(to_millis(e.received_at))
+                .push_bind(to_millis(e.received_at))
+                .push_bind(urgent(e) as i64);
+        });
+        qb.push(
+            " ON CONFLICT (connection_id, client_id) DO UPDATE SET
+               state = CASE WHEN c.state IN ('synced', 'dead') THEN 'pending' ELSE c.state END,
+               attempts = CASE WHEN c.state = 'dead' THEN 0 ELSE c.attempts END,
+               first_failure_at = CASE WHEN c.state = 'dead' THEN NULL ELSE c.first_failure_at END,
+               next_attempt_at = CASE
+                 WHEN c.state = 'retrying' AND c.next_attempt_at IS NOT NULL THEN c.next_attempt_at
+                 ELSE MIN(COALESCE(c.next_attempt_at, excluded.next_attempt_at), excluded.next_attempt_at)
+               END,
+               updated_at = excluded.updated_at,
+               urgent = MAX(c.urgent, excluded.urgent)",
+        );
+        qb.build()
+            .persistent(cache_statement(events.len()))
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(answers)
+}
+
+/// Records a job's progress within `tx`.
+async fn update_job_in(tx: &mut sqlx::SqliteConnection, p: &JobProgress) -> Result<(), StoreError> {
+    let done = p.state != JobState::Receiving;
+    sqlx::query(
+        "UPDATE backfill_jobs SET state = ?, lines_read = ?, accepted = ?, rejected_count = ?,
+            rejected = ?, updated_at = ?, finished_at = ?
+         WHERE id = ?",
+    )
+    .bind(p.state.as_str())
+    .bind(p.read as i64)
+    .bind(p.accepted as i64)
+    .bind(p.rejected_count as i64)
+    .bind(serde_json::to_string(&p.rejected).expect("rejections serialize"))
+    .bind(to_millis(p.at))
+    .bind(done.then(|| to_millis(p.at)))
+    .bind(&p.job_id)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}

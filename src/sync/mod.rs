@@ -47,6 +47,11 @@ pub struct SyncSettings {
     /// Percent of the org's daily API allocation past which only urgent work
     /// (webhooks) is written; non-urgent work (backfill) waits.
     pub quota_budget_percent: u8,
+    /// How long done events are kept (for duplicate detection and inspection)
+    /// before they are deleted.
+    pub event_retention: Duration,
+    /// How often the worker deletes done events past their retention.
+    pub prune_every: Duration,
 }
 
 impl Default for SyncSettings {
@@ -59,6 +64,8 @@ impl Default for SyncSettings {
             linger: Duration::from_millis(200),
             daily_limit_pause: Duration::from_secs(15 * 60),
             quota_budget_percent: 80,
+            event_retention: Duration::from_secs(7 * 24 * 3600),
+            prune_every: Duration::from_secs(10 * 60),
         }
     }
 }
@@ -173,11 +180,41 @@ impl Worker {
         Ok(n)
     }
 
+    /// Deletes the events done longer ago than the retention period, in
+    /// batches; returns how many.
+    pub async fn prune(&self) -> Result<u64, StoreError> {
+        const BATCH: u32 = 5_000;
+        let before = self.clock.now() - self.settings.event_retention;
+        let mut total = 0;
+        loop {
+            let n = self.store.prune_events(before, BATCH).await?;
+            total += n;
+            if n < u64::from(BATCH) {
+                break;
+            }
+            // Let webhooks' commits in between batches.
+            tokio::task::yield_now().await;
+        }
+        if total > 0 {
+            crate::metrics::events_pruned(total);
+            tracing::info!(pruned = total, "done events past their retention deleted");
+        }
+        Ok(total)
+    }
+
     /// Runs rounds until `stop` turns true. When idle it sleeps until woken or
     /// `poll` passes; once woken it lingers briefly so a burst fills a batch.
+    /// Every `prune_every` it deletes done events past their retention.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         tracing::info!(owner = %self.owner, "sync worker started");
+        let mut next_prune = tokio::time::Instant::now();
         while !*stop.borrow() {
+            if tokio::time::Instant::now() >= next_prune {
+                next_prune = tokio::time::Instant::now() + self.settings.prune_every;
+                if let Err(e) = self.prune().await {
+                    tracing::warn!(error = %e, "pruning done events failed; tried again later");
+                }
+            }
             let claimed = match self.run_once().await {
                 Ok(n) => n,
                 Err(e) => {

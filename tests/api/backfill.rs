@@ -338,3 +338,65 @@ async fn backfill_requests_are_checked() {
     );
     assert_eq!(app.client_state("acme", "1").await["state"], "held");
 }
+
+#[tokio::test]
+async fn done_events_are_deleted_after_their_retention_and_nothing_pending_is() {
+    let (app, emu) = spawn_with_org(OrgConfig::default()).await;
+    let secret = app.connect(&emu, "acme", json!({})).await;
+    let held_secret = app.connection("held").await; // disabled: its event stays pending
+    let hook = crate::helpers::Webhook::standard(
+        &secret,
+        "msg-once",
+        app.now(),
+        &json!({"type": "client.updated", "data": {"clientId": "w", "email": "w@x.io"}})
+            .to_string(),
+    );
+    assert_eq!(app.post_webhook("acme", &hook).await.status(), 202);
+    let job_id = upload(
+        &app,
+        "acme",
+        "",
+        lines([json!({"clientId": "b1"}), json!({"clientId": "b2"})]),
+    )
+    .await["jobId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let body = json!({"type": "client.updated", "data": {"clientId": "h", "email": "h@x.io"}});
+    assert_eq!(
+        app.send_event("held", &held_secret, &body).await.status(),
+        202
+    );
+    app.sync().await;
+    assert_eq!(
+        app.worker.prune().await.unwrap(),
+        0,
+        "nothing is old enough yet"
+    );
+
+    // A day later the webhook's id is still known: a redelivery is a duplicate.
+    app.clock.advance(chrono::Duration::days(1));
+    let again = crate::helpers::Webhook::standard(&secret, "msg-once", app.now(), &hook.body);
+    assert_eq!(app.post_webhook("acme", &again).await.status(), 200);
+
+    // Past the retention (7 days by default) the three done events go; the held one stays.
+    app.clock.advance(chrono::Duration::days(7));
+    assert_eq!(app.worker.prune().await.unwrap(), 3);
+    assert_eq!(app.client_state("held", "h").await["pendingEvents"], 1);
+    let counts = job(&app, "acme", &job_id).await;
+    assert_eq!(
+        (counts["accepted"].as_u64(), counts["synced"].as_u64()),
+        (Some(2), Some(2)),
+        "a job's counts outlive its events: {counts}"
+    );
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("leadbridge_events_pruned_total"), "{text}");
+}
