@@ -114,7 +114,14 @@ pub fn parse_line(bytes: &[u8]) -> Result<Option<(String, String)>, String> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON: {e}"))?;
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+        // serde_json says "… at line 1 column N"; within one line, the column is what helps.
+        let text = e.to_string();
+        let what = text
+            .rsplit_once(" at line ")
+            .map_or(text.as_str(), |(w, _)| w);
+        format!("not valid JSON at column {}: {what}", e.column())
+    })?;
     let Value::Object(map) = value else {
         return Err("a line must be one JSON object (a client)".into());
     };
@@ -312,7 +319,7 @@ mod tests {
     #[test]
     fn bad_lines_say_why() {
         for (line, reason) in [
-            ("{\"clientId\": ", "not valid JSON"),
+            ("{\"clientId\": ", "not valid JSON at column 13: EOF"),
             ("[1, 2]", "one JSON object"),
             ("{\"email\": \"a@b.c\"}", "clientId"),
             ("{\"clientId\": 1, \"phones\": 3}", "wrong type"),
