@@ -204,6 +204,40 @@ async fn store_chunk(
     Ok(())
 }
 
+/// A connection's recent backfill jobs.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobList {
+    /// The 50 most recent, newest first.
+    pub jobs: Vec<JobView>,
+}
+
+#[utoipa::path(
+    get, path = "/v1/connections/{name}/backfill", tag = "backfill",
+    params(("name" = String, Path)),
+    responses(
+        (status = 200, description = "The 50 most recent jobs, newest first", body = JobList),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such connection", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list(
+    _: Admin,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let conn = connection(&state, &path).await?;
+    let now = state.clock.now();
+    let jobs = state
+        .store
+        .backfill_jobs(&conn.id, 50)
+        .await?
+        .into_iter()
+        .map(|j| JobView::of(j, &conn.name, now))
+        .collect();
+    Ok(HttpResponse::Ok().json(JobList { jobs }))
+}
+
 #[utoipa::path(
     get, path = "/v1/connections/{name}/backfill/{jobId}", tag = "backfill",
     params(("name" = String, Path), ("jobId" = String, Path)),

@@ -100,9 +100,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(resource("/v1/connections/{name}/retry-dead", "POST", |r| {
         r.route(web::post().to(clients::retry_dead))
     }))
-    .service(resource("/v1/connections/{name}/backfill", "POST", |r| {
-        r.route(web::post().to(backfill::upload))
-    }))
+    .service(resource(
+        "/v1/connections/{name}/backfill",
+        "GET, POST",
+        |r| {
+            r.route(web::get().to(backfill::list))
+                .route(web::post().to(backfill::upload))
+        },
+    ))
     .service(resource(
         "/v1/connections/{name}/backfill/{jobId}",
         "GET",

@@ -18,7 +18,7 @@ use super::{backfill, clients, connections, health, problem, webhooks};
         connections::create, connections::list, connections::get, connections::patch,
         connections::delete, connections::rotate_webhook_secret,
         clients::test, clients::preview, clients::list, clients::get, clients::retry,
-        clients::retry_dead, backfill::upload, backfill::get,
+        clients::retry_dead, backfill::upload, backfill::list, backfill::get,
         health::live, health::ready, health::metrics, serve,
     ),
     components(schemas(
@@ -28,7 +28,7 @@ use super::{backfill, clients, connections, health, problem, webhooks};
         connections::RotatedSecret, connections::ConnectionSettings, connections::NewConnection,
         health::HealthStatus, clients::ClientView, clients::ClientPage, clients::LastError,
         clients::Requeued, clients::TestReport, clients::CredentialsCheck, clients::FieldCheck,
-        clients::Preview, backfill::JobView, crate::store::Rejection,
+        clients::Preview, backfill::JobView, backfill::JobList, crate::store::Rejection,
     )),
     modifiers(&AdminToken),
     security(("adminToken" = [])),

@@ -500,6 +500,12 @@ pub trait Store: Send + Sync + 'static {
         events: &[NewEvent],
         progress: &JobProgress,
     ) -> Result<(), StoreError>;
+    /// A connection's most recent jobs, newest first.
+    async fn backfill_jobs(
+        &self,
+        connection_id: &str,
+        limit: u32,
+    ) -> Result<Vec<BackfillJob>, StoreError>;
     /// A job of a connection, with its events counted.
     async fn backfill_job(
         &self,

@@ -650,6 +650,23 @@ impl Store for SqliteStore {
         update_job_in(&mut conn, p).await
     }
 
+    async fn backfill_jobs(
+        &self,
+        connection_id: &str,
+        limit: u32,
+    ) -> Result<Vec<BackfillJob>, StoreError> {
+        sqlx::query(&format!(
+            "{JOB_SELECT} WHERE j.connection_id = ? ORDER BY j.created_at DESC, j.id DESC LIMIT ?"
+        ))
+        .bind(connection_id)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(job_from_row)
+        .collect()
+    }
+
     async fn backfill_job(
         &self,
         connection_id: &str,

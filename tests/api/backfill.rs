@@ -330,6 +330,23 @@ async fn backfill_requests_are_checked() {
         .await
         .unwrap();
     assert_problem(res, 404, "not_found").await;
+    // Jobs are listed newest first, so a lost jobId can be found again.
+    let second = upload(&app, "acme", "", "{\"clientId\":2}\n").await;
+    let listed: Value = app
+        .admin(Method::GET, url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = listed["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["jobId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [second["jobId"].as_str().unwrap(), id], "{listed}");
     // A disabled connection holds the rows, as it holds webhooks.
     let held = job(&app, "acme", id).await;
     assert_eq!(
