@@ -52,7 +52,7 @@ pub async fn run(import: Import<'_>) -> anyhow::Result<Report> {
     let size = file.metadata().await?.len();
     let bar = ProgressBar::new(size).with_style(
         ProgressStyle::with_template(
-            "{spinner} {bytes}/{total_bytes} [{wide_bar}] {bytes_per_sec}, {eta} left",
+            "{spinner} {bytes}/{total_bytes} [{wide_bar}] {bytes_per_sec}, {eta} left {msg}",
         )
         .expect("the template parses")
         .progress_chars("=> "),
@@ -62,6 +62,9 @@ pub async fn run(import: Import<'_>) -> anyhow::Result<Report> {
     let body = tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024).inspect(move |c| {
         if let Ok(bytes) = c {
             counted.inc(bytes.len() as u64);
+            if counted.position() >= size {
+                counted.set_message("— sent; the service is storing the last lines");
+            }
         }
     });
     let mut url = url::Url::parse(import.base_url)
