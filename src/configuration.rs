@@ -182,7 +182,7 @@ pub struct SettingsArgs {
     #[arg(
         long,
         env = "LEADBRIDGE_SHUTDOWN_TIMEOUT_SECS",
-        default_value_t = 30,
+        default_value_t = 25,
         global = true
     )]
     pub shutdown_timeout_secs: u64,
