@@ -202,6 +202,9 @@ impl Salesforce {
             Ok(_) => "ok",
             Err(f) => f.code(),
         });
+        if let Err(f) = &result {
+            tracing::warn!(domain = %c.domain_url, error_code = f.code(), "salesforce token request failed");
+        }
         result
     }
 

@@ -476,7 +476,7 @@ impl Worker {
             if let Attempt::Failed(Failure::DailyLimit { message }) = &attempt {
                 if !paused {
                     let until = now + self.settings.daily_limit_pause;
-                    tracing::warn!(connection = %conn.name, %until, "Salesforce's daily API limit is spent; connection paused");
+                    tracing::warn!(connection = %conn.name, %until, error_code = "REQUEST_LIMIT_EXCEEDED", "Salesforce's daily API limit is spent; connection paused");
                     self.store
                         .pause_connection(&conn.id, until, message)
                         .await?;
