@@ -406,14 +406,6 @@ async fn done_events_are_deleted_after_their_retention_and_nothing_pending_is() 
         (Some(2), Some(2)),
         "a job's counts outlive its events: {counts}"
     );
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     assert!(text.contains("leadbridge_events_pruned_total"), "{text}");
 }

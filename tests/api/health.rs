@@ -73,17 +73,6 @@ fn sample(text: &str, series: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
-async fn scrape(app: &crate::helpers::TestApp) -> String {
-    app.client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn metrics_show_the_backlog_tokens_latency_and_dead_clients() {
     use crate::emulator::OrgConfig;
@@ -99,7 +88,7 @@ async fn metrics_show_the_backlog_tokens_latency_and_dead_clients() {
             202
         );
     }
-    let text = scrape(&app).await;
+    let text = app.metrics().await;
     let c = r#"connection="metrics-a""#;
     assert_eq!(
         sample(
@@ -128,7 +117,7 @@ async fn metrics_show_the_backlog_tokens_latency_and_dead_clients() {
 
     app.clock.advance(chrono::Duration::seconds(2));
     app.sync().await;
-    let text = scrape(&app).await;
+    let text = app.metrics().await;
     assert_eq!(
         sample(
             &text,
@@ -188,7 +177,7 @@ async fn metrics_show_the_backlog_tokens_latency_and_dead_clients() {
     );
     app.sync().await;
     assert_eq!(app.client_state("metrics-b", "9").await["state"], "dead");
-    let text = scrape(&app).await;
+    let text = app.metrics().await;
     let b = r#"connection="metrics-b""#;
     assert_eq!(
         sample(&text, &format!("leadbridge_dead_clients{{{b}}}")),

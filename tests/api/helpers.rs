@@ -258,6 +258,18 @@ impl TestApp {
         body
     }
 
+    /// The text of `GET /metrics`.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// The stored id of connection `name`.
     pub async fn connection_id(&self, name: &str) -> String {
         self.store.get_connection(name).await.unwrap().unwrap().id

@@ -1127,15 +1127,7 @@ async fn the_orgs_api_usage_is_read_from_every_answer_and_shown_on_the_connectio
     assert_eq!(usage["max"], 5000);
     assert_eq!(usage["budgetPercent"], 80);
     assert_eq!(usage["budgetReached"], false);
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains(r#"leadbridge_salesforce_api_used{connection="acme"} 2"#),
         "{metrics}"

@@ -250,15 +250,7 @@ async fn other_event_types_are_ignored_with_200_and_not_stored() {
         .await
         .unwrap();
     assert!(pending.is_empty());
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains(r#"leadbridge_webhooks_total{connection="acme",outcome="ignored"}"#),
         "{metrics}"
