@@ -219,10 +219,19 @@ impl Upload {
         self.pending.len() >= CHUNK_EVENTS || self.pending_bytes >= CHUNK_BYTES
     }
 
-    /// The events waiting to be stored, handed over.
+    /// Up to [`CHUNK_EVENTS`] of the events waiting to be stored, handed over
+    /// (one piece of the network can hold thousands of lines; a statement
+    /// takes a bounded number of parameters).
     pub fn take_chunk(&mut self) -> Vec<NewEvent> {
-        self.pending_bytes = 0;
-        std::mem::replace(&mut self.pending, Vec::with_capacity(CHUNK_EVENTS))
+        let n = self.pending.len().min(CHUNK_EVENTS);
+        let chunk: Vec<NewEvent> = self.pending.drain(..n).collect();
+        self.pending_bytes = self.pending.iter().map(|e| e.payload.len()).sum();
+        chunk
+    }
+
+    /// Whether events wait to be stored.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
     }
 
     /// Lines accepted so far (stored, or waiting in the current chunk).
@@ -317,6 +326,19 @@ mod tests {
     }
 
     #[test]
+    fn a_large_piece_of_input_is_stored_in_chunks_of_bounded_size() {
+        let t = DateTime::UNIX_EPOCH;
+        let mut u = Upload::new("j", "c", t, t, 100);
+        let text: String = (0..1234)
+            .map(|i| format!("{{\"clientId\":{i}}}\n"))
+            .collect();
+        Lines::new(100).feed(text.as_bytes(), |l| u.line(l));
+        let sizes: Vec<usize> =
+            std::iter::from_fn(|| u.has_pending().then(|| u.take_chunk().len())).collect();
+        assert_eq!(sizes, [CHUNK_EVENTS, CHUNK_EVENTS, 234]);
+    }
+
+    #[test]
     fn bad_lines_say_why() {
         for (line, reason) in [
             ("{\"clientId\": ", "not valid JSON at column 13: EOF"),
@@ -348,6 +370,7 @@ mod tests {
         );
         let events = u.take_chunk();
         assert_eq!(u.progress(JobState::Received, events.len(), t).accepted, 2);
+        assert!(!u.has_pending());
         assert_eq!(events[0].idempotency_key, "backfill:job1:1");
         assert_eq!(events[1].idempotency_key, "backfill:job1:4");
         assert_eq!(events[1].client_id, "a");

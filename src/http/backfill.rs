@@ -140,7 +140,7 @@ pub async fn upload(
             let chunk = chunk
                 .map_err(|e| ApiError::InvalidPayload(format!("the upload broke off: {e}")))?;
             lines.feed(&chunk, |l| upload.line(l));
-            if upload.chunk_ready() {
+            while upload.chunk_ready() {
                 store_chunk(&state, &mut upload, JobState::Receiving).await?;
             }
         }
@@ -155,9 +155,15 @@ pub async fn upload(
     } else {
         JobState::Interrupted
     };
-    let stored = store_chunk(&state, &mut upload, last).await;
+    let stored = async {
+        while upload.has_pending() {
+            store_chunk(&state, &mut upload, JobState::Receiving).await?;
+        }
+        store_chunk(&state, &mut upload, last).await
+    }
+    .await;
     let end = upload.progress(last, 0, state.clock.now());
-    crate::metrics::backfill_lines(&conn.name, upload.accepted(), end.rejected_count);
+    crate::metrics::backfill_lines(&conn.name, end.accepted, end.rejected_count);
     if let Err(e) = read.and(stored) {
         let _ = state
             .store
@@ -167,7 +173,7 @@ pub async fn upload(
         return Err(e);
     }
     tracing::info!(
-        connection = %conn.name, %job_id, read = end.read, accepted = upload.accepted(),
+        connection = %conn.name, %job_id, read = end.read, accepted = end.accepted,
         rejected = end.rejected_count, "backfill received"
     );
     let job = state

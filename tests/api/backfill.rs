@@ -254,6 +254,17 @@ where
 }
 
 #[tokio::test]
+async fn thousands_of_lines_arriving_in_one_piece_are_all_stored() {
+    let app = spawn_app().await;
+    app.connection("acme").await;
+    // Short lines: one read from the socket holds thousands of them.
+    let body = lines((0..20_000).map(|i| json!({"clientId": i})));
+    let answer = upload(&app, "acme", "", body).await;
+    assert_eq!(answer["accepted"], 20_000, "{answer}");
+    assert_eq!(answer["rejectedCount"], 0);
+}
+
+#[tokio::test]
 async fn a_line_longer_than_the_body_limit_is_rejected_and_the_next_one_read() {
     let (app, emu) = spawn_with_org(OrgConfig::default()).await;
     app.connect(&emu, "acme", json!({})).await;
