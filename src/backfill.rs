@@ -111,6 +111,8 @@ impl Lines {
 /// event payload to store (the line wrapped as a `client.updated` event).
 pub fn parse_line(bytes: &[u8]) -> Result<Option<(String, String)>, String> {
     let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+    // Files saved by some Windows tools start with a UTF-8 byte order mark.
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
@@ -350,6 +352,10 @@ mod tests {
             assert!(err.contains(reason), "{line}: {err}");
         }
         assert_eq!(parse_line(b"  \r").unwrap(), None);
+        let (id, _) = parse_line(b"\xEF\xBB\xBF{\"clientId\":5}")
+            .unwrap()
+            .unwrap();
+        assert_eq!(id, "5", "a byte order mark is not an error");
     }
 
     #[test]

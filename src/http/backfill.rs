@@ -93,7 +93,7 @@ pub struct BackfillQuery {
         (status = 400, description = "The upload broke off, or `asOf` is in the future", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such connection", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not `application/x-ndjson`", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not `application/x-ndjson`, or compressed (`Content-Encoding`)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Store unavailable; lines stored before it stay stored", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -116,6 +116,16 @@ pub async fn upload(
         return Err(ApiError::UnsupportedMediaType(
             "send the clients as `Content-Type: application/x-ndjson`, one JSON object per line"
                 .into(),
+        ));
+    }
+    let encoding = req
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_ascii_lowercase());
+    if encoding.as_deref().is_some_and(|e| e != "identity") {
+        return Err(ApiError::UnsupportedMediaType(
+            "a compressed upload is not supported: send the NDJSON as it is".into(),
         ));
     }
     let now = state.clock.now();

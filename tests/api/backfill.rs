@@ -314,6 +314,16 @@ async fn backfill_requests_are_checked() {
         .unwrap()
         .contains("application/x-ndjson"));
     let res = app
+        .admin(Method::POST, url)
+        .header("content-type", NDJSON)
+        .header("content-encoding", "gzip")
+        .body(vec![0x1f_u8, 0x8b, 0x08, 0x00])
+        .send()
+        .await
+        .unwrap();
+    let problem = assert_problem(res, 415, "unsupported_media_type").await;
+    assert!(problem["detail"].as_str().unwrap().contains("compressed"));
+    let res = app
         .admin(Method::POST, &format!("{url}?asOf=2999-01-01T00:00:00Z"))
         .header("content-type", NDJSON)
         .body("{\"clientId\":1}\n")
