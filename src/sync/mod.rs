@@ -25,6 +25,9 @@ use crate::store::{
 use crate::webhook::{event, Parsed};
 pub use retry::RetryPolicy;
 
+/// Batches of done events one pruning pass deletes, at most.
+const PRUNE_PASS: usize = 20;
+
 /// Rejections handled by resending without a field, per write, at most.
 const MAX_ROUNDS: usize = 8;
 
@@ -180,26 +183,44 @@ impl Worker {
         Ok(n)
     }
 
-    /// Deletes the events done longer ago than the retention period, in
-    /// batches; returns how many.
+    /// Deletes every event done longer ago than the retention period; returns how many.
     pub async fn prune(&self) -> Result<u64, StoreError> {
+        let mut total = 0;
+        loop {
+            let (n, more) = self.prune_pass().await?;
+            total += n;
+            if !more {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Deletes up to [`PRUNE_PASS`] batches of events past their retention;
+    /// returns how many and whether more remain. Short pauses between
+    /// batches leave the database to webhooks' commits.
+    async fn prune_pass(&self) -> Result<(u64, bool), StoreError> {
         const BATCH: u32 = 5_000;
         let before = self.clock.now() - self.settings.event_retention;
         let mut total = 0;
-        loop {
+        let mut more = true;
+        for _ in 0..PRUNE_PASS {
             let n = self.store.prune_events(before, BATCH).await?;
             total += n;
             if n < u64::from(BATCH) {
+                more = false;
                 break;
             }
-            // Let webhooks' commits in between batches.
-            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         if total > 0 {
             crate::metrics::events_pruned(total);
-            tracing::info!(pruned = total, "done events past their retention deleted");
+            tracing::info!(
+                pruned = total,
+                more,
+                "done events past their retention deleted"
+            );
         }
-        Ok(total)
+        Ok((total, more))
     }
 
     /// Runs rounds until `stop` turns true. When idle it sleeps until woken or
@@ -210,10 +231,16 @@ impl Worker {
         let mut next_prune = tokio::time::Instant::now();
         while !*stop.borrow() {
             if tokio::time::Instant::now() >= next_prune {
-                next_prune = tokio::time::Instant::now() + self.settings.prune_every;
-                if let Err(e) = self.prune().await {
-                    tracing::warn!(error = %e, "pruning done events failed; tried again later");
-                }
+                // A large backlog of old events goes a pass a minute, between rounds.
+                let again = match self.prune_pass().await {
+                    Ok((_, true)) => Duration::from_secs(60),
+                    Ok((_, false)) => self.settings.prune_every,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "pruning done events failed; tried again later");
+                        self.settings.prune_every
+                    }
+                };
+                next_prune = tokio::time::Instant::now() + again;
             }
             let claimed = match self.run_once().await {
                 Ok(n) => n,
