@@ -430,3 +430,51 @@ async fn done_events_are_deleted_after_their_retention_and_nothing_pending_is() 
     let text = app.metrics().await;
     assert!(text.contains("leadbridge_events_pruned_total"), "{text}");
 }
+
+#[tokio::test]
+async fn a_backfill_and_webhooks_for_the_same_clients_at_once_lose_nothing() {
+    let (app, emu) = spawn_with_org(OrgConfig::default()).await;
+    let secret = app
+        .connect(&emu, "acme", json!({"externalIdField": "B2C_Client_Id__c"}))
+        .await;
+    let rows = lines((0..3000).map(|i| json!({"clientId": i, "email": format!("old{i}@x.io"), "info": {"lastName": format!("L{i}")}})));
+    let backfill = {
+        let req = app
+            .admin(Method::POST, "/v1/connections/acme/backfill")
+            .header("content-type", NDJSON)
+            .body(rows);
+        tokio::spawn(req.send())
+    };
+    // Meanwhile, webhooks for every tenth of those clients, all at once.
+    let hooks = futures_util::future::join_all((0..3000).step_by(10).map(|i| {
+        let body = json!({"type": "client.updated", "occurredAt": "2026-11-20T10:00:00Z",
+            "data": {"clientId": i, "email": format!("new{i}@x.io")}});
+        let app = &app;
+        let secret = &secret;
+        async move {
+            app.send_event("acme", secret, &body)
+                .await
+                .status()
+                .as_u16()
+        }
+    }))
+    .await;
+    assert!(hooks.iter().all(|&s| s == 202), "{hooks:?}");
+    let res = backfill.await.unwrap().unwrap();
+    assert_eq!(res.status(), 202);
+    let job: Value = res.json().await.unwrap();
+    assert_eq!(job["accepted"], 3000, "{job}");
+
+    app.sync().await;
+    assert_eq!(emu.lead_count(), 3000);
+    for lead in emu.leads() {
+        let id: u64 = lead["B2C_Client_Id__c"].as_str().unwrap().parse().unwrap();
+        let want = if id.is_multiple_of(10) {
+            format!("new{id}@x.io")
+        } else {
+            format!("old{id}@x.io")
+        };
+        assert_eq!(lead["Email"], want.as_str(), "client {id}");
+        assert_eq!(lead["LastName"], format!("L{id}").as_str(), "client {id}");
+    }
+}
