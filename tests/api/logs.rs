@@ -31,6 +31,9 @@ async fn log_lines_carry_request_connection_client_and_error_code_but_no_persona
         "info": {"firstName": "Zaphod", "lastName": "Beeblebrox"},
         "phones": [{"number": "+35799111222", "confirmed": true}]}});
     assert_eq!(app.send_event("logs-a", &secret, &body).await.status(), 202);
+    // A malformed body's error quotes the offending value: it must not reach the logs.
+    let bad = json!({"type": "client.updated", "data": {"clientId": 78, "phones": "+35799111222"}});
+    assert_eq!(app.send_event("logs-a", &secret, &bad).await.status(), 400);
     emu.fail_next(Fault::LockRow, 1);
     app.sync().await;
 
