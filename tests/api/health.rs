@@ -35,6 +35,10 @@ async fn ready_answers_503_while_the_store_is_unreachable_and_live_stays_200() {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
+    // Metrics still answer, and say the store did not.
+    let text = app.metrics().await;
+    assert!(text.contains("\nleadbridge_store_up 0\n"), "{text}");
+    assert!(!text.contains("leadbridge_pending_events{"), "{text}");
 }
 
 #[tokio::test]
