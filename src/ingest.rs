@@ -62,18 +62,11 @@ async fn commit_loop(store: Arc<dyn Store>, mut rx: mpsc::Receiver<(NewEvent, Re
     }
 }
 
-/// Stores events in one transaction, running it again (up to three times) when
-/// the database aborted it to resolve a deadlock with another writer.
+/// Stores events in one transaction, running it again when the database
+/// aborted it to resolve a deadlock with another writer.
 pub async fn insert_retrying(
     store: &dyn Store,
     events: &[NewEvent],
 ) -> Result<Vec<Inserted>, StoreError> {
-    let mut result = store.insert_events(events).await;
-    for _ in 0..3 {
-        match &result {
-            Err(e) if e.is_conflict_abort() => result = store.insert_events(events).await,
-            _ => break,
-        }
-    }
-    result
+    crate::store::retry_conflicts(|| store.insert_events(events)).await
 }

@@ -202,17 +202,7 @@ async fn store_chunk(
 ) -> Result<(), ApiError> {
     let events = upload.take_chunk();
     let p = upload.progress(progress, events.len(), state.clock.now());
-    let mut result = state.store.insert_backfill_chunk(&events, &p).await;
-    for _ in 0..3 {
-        match &result {
-            // Aborted to resolve a deadlock with concurrent webhooks: run it again.
-            Err(e) if e.is_conflict_abort() => {
-                result = state.store.insert_backfill_chunk(&events, &p).await
-            }
-            _ => break,
-        }
-    }
-    result?;
+    crate::store::retry_conflicts(|| state.store.insert_backfill_chunk(&events, &p)).await?;
     upload.stored(events.len());
     if !events.is_empty() {
         state.wake.notify_one();

@@ -287,6 +287,23 @@ impl StoreError {
     }
 }
 
+/// Runs `attempt` again (up to three more times) while the database aborts it
+/// to resolve a deadlock with another writer.
+pub async fn retry_conflicts<T, F, Fut>(mut attempt: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut result = attempt().await;
+    for _ in 0..3 {
+        match &result {
+            Err(e) if e.is_conflict_abort() => result = attempt().await,
+            _ => break,
+        }
+    }
+    result
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         StoreError::Unavailable(e)
