@@ -22,7 +22,7 @@ pub struct Ingest {
 
 impl Ingest {
     /// Starts the committer on the current runtime.
-    pub fn start(store: Arc<dyn Store>) -> Self {
+    pub fn start(store: Arc<Store>) -> Self {
         let (queue, rx) = mpsc::channel(4 * MAX_BATCH);
         tokio::spawn(commit_loop(store, rx));
         Self { queue }
@@ -42,7 +42,7 @@ impl Ingest {
     }
 }
 
-async fn commit_loop(store: Arc<dyn Store>, mut rx: mpsc::Receiver<(NewEvent, Reply)>) {
+async fn commit_loop(store: Arc<Store>, mut rx: mpsc::Receiver<(NewEvent, Reply)>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (events, replies): (Vec<NewEvent>, Vec<Reply>) = batch.drain(..).unzip();
@@ -65,7 +65,7 @@ async fn commit_loop(store: Arc<dyn Store>, mut rx: mpsc::Receiver<(NewEvent, Re
 /// Stores events in one transaction, running it again when the database
 /// aborted it to resolve a deadlock with another writer.
 pub async fn insert_retrying(
-    store: &dyn Store,
+    store: &Store,
     events: &[NewEvent],
 ) -> Result<Vec<Inserted>, StoreError> {
     crate::store::retry_conflicts(|| store.insert_events(events)).await

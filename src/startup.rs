@@ -26,7 +26,7 @@ pub struct Application {
     port: u16,
     server: Server,
     worker: Arc<Worker>,
-    store: Arc<dyn Store>,
+    store: Arc<Store>,
     run_worker: bool,
     shutdown_timeout: Duration,
 }
@@ -41,7 +41,7 @@ impl Application {
     /// As [`Application::build`], with the store and clock given (tests).
     pub async fn build_with(
         settings: Settings,
-        store: Arc<dyn Store>,
+        store: Arc<Store>,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
         check_master_key(store.as_ref(), &settings.master_key).await?;
@@ -169,7 +169,7 @@ impl Application {
 async fn finish_worker(
     mut task: tokio::task::JoinHandle<()>,
     worker: &Worker,
-    store: &dyn Store,
+    store: &Store,
     deadline: tokio::time::Instant,
 ) {
     if tokio::time::timeout_at(deadline, &mut task).await.is_ok() {
@@ -211,10 +211,7 @@ pub async fn run_worker_alone(settings: Settings) -> anyhow::Result<()> {
 }
 
 /// An SQLite store serves one process: leases left by a killed predecessor are released.
-async fn prepare_single_process_store(
-    settings: &Settings,
-    store: &dyn Store,
-) -> anyhow::Result<()> {
+async fn prepare_single_process_store(settings: &Settings, store: &Store) -> anyhow::Result<()> {
     if settings.database_url.starts_with("sqlite:") {
         let released = store.release_all_leases().await?;
         if released > 0 {
@@ -237,7 +234,7 @@ async fn shutdown_signal() {
 }
 
 /// Refuses to start with a master key other than the one the database was made with.
-async fn check_master_key(store: &dyn Store, key: &MasterKey) -> anyhow::Result<()> {
+async fn check_master_key(store: &Store, key: &MasterKey) -> anyhow::Result<()> {
     let sealed = store
         .meta_insert_if_absent(KEY_CHECK, &key.seal(KEY_CHECK, "leadbridge"))
         .await

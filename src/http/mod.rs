@@ -26,7 +26,7 @@ pub use problem::ApiError;
 
 /// What every handler can reach.
 pub struct AppState {
-    pub store: Arc<dyn Store>,
+    pub store: Arc<Store>,
     pub master_key: Arc<MasterKey>,
     pub salesforce: Arc<crate::salesforce::Salesforce>,
     /// Connections with opened webhook secrets, reused briefly by the webhook path.

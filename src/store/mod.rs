@@ -1,15 +1,25 @@
-//! Where events and connections are kept: one trait, one module per backend.
+//! Where events and connections are kept: one implementation over SQLite and
+//! PostgreSQL (sqlx's `Any` driver), with what differs between the two in
+//! [`dialect`]. One module per table family: [`connections`](self::connections),
+//! events, clients, backfill.
 //!
 //! The store sees secrets only sealed; it never holds a key to open them.
 
-pub mod postgres;
+mod backfill;
+mod clients;
+mod connections;
+pub mod dialect;
+mod events;
 mod rows;
-pub mod sqlite;
 
-use async_trait::async_trait;
+use std::str::FromStr;
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
 
-use crate::connections::Connection;
+pub use dialect::Dialect;
 
 /// A webhook secret of a connection, sealed. `expires_at` is set once it has
 /// been rotated out; until then it is the current secret.
@@ -310,245 +320,112 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
-/// Durable state of the service.
-#[async_trait]
-pub trait Store: Send + Sync + 'static {
-    /// Succeeds when the store can serve a query now.
-    async fn ping(&self) -> Result<(), StoreError>;
-    /// Closes every connection to the database; later calls fail.
-    async fn close(&self);
-
-    /// A value of the store's own key-value table.
-    async fn meta_get(&self, key: &str) -> Result<Option<String>, StoreError>;
-    /// Sets `key` if it is unset; returns the value that is now stored.
-    async fn meta_insert_if_absent(&self, key: &str, value: &str) -> Result<String, StoreError>;
-
-    /// Stores a new connection with its first webhook secret. `Conflict` if the name is taken.
-    async fn insert_connection(
-        &self,
-        conn: &Connection,
-        secret: &WebhookSecretRecord,
-    ) -> Result<(), StoreError>;
-    async fn list_connections(&self) -> Result<Vec<Connection>, StoreError>;
-    async fn get_connection(&self, name: &str) -> Result<Option<Connection>, StoreError>;
-    /// Replaces a connection's settings; false if it no longer exists.
-    async fn update_connection(&self, conn: &Connection) -> Result<bool, StoreError>;
-    /// Deletes a connection with its secrets and events; false if there was none.
-    async fn delete_connection(&self, name: &str) -> Result<bool, StoreError>;
-
-    /// The connection's secrets that verify webhooks at `now`, newest first.
-    async fn valid_webhook_secrets(
-        &self,
-        connection_id: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<WebhookSecretRecord>, StoreError>;
-    /// Makes `new` the current secret; every other still-valid one expires at
-    /// `overlap_until` at the latest. Expired ones are deleted.
-    async fn rotate_webhook_secret(
-        &self,
-        new: &WebhookSecretRecord,
-        overlap_until: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
-
-    /// Stores an event durably (committed when this returns), or reports a duplicate.
-    async fn insert_event(&self, event: &NewEvent) -> Result<Inserted, StoreError> {
-        Ok(self
-            .insert_events(std::slice::from_ref(event))
-            .await?
-            .pop()
-            .expect("one answer per event"))
-    }
-    /// Stores events in one transaction (one durable commit), answering each in order.
-    async fn insert_events(&self, events: &[NewEvent]) -> Result<Vec<Inserted>, StoreError>;
-    /// Events of a connection not yet synced, in arrival order.
-    async fn pending_events(&self, connection_id: &str) -> Result<Vec<StoredEvent>, StoreError>;
-
-    async fn connection_by_id(&self, id: &str) -> Result<Option<Connection>, StoreError>;
-    /// Records the org's API usage as Salesforce last reported it.
-    async fn record_api_usage(
-        &self,
-        connection_id: &str,
-        usage: ApiUsage,
-    ) -> Result<(), StoreError>;
-    /// Stops claiming the connection's clients until `until` (the daily API limit).
-    async fn pause_connection(
-        &self,
-        connection_id: &str,
-        until: DateTime<Utc>,
-        reason: &str,
-    ) -> Result<(), StoreError>;
-
-    /// Leases up to `limit` due clients of enabled, unpaused connections to
-    /// `owner` until `lease_until`. A leased client is not claimed again until
-    /// its lease ends, so one write per client is in flight. Clients with a
-    /// webhook pending come before those with only backfill rows; connections
-    /// take turns (the first one asked is picked at random each time).
-    ///
-    /// Each step is one index range (connection, urgency, due time), so a
-    /// disabled connection's million held clients, or a backfill's, cost
-    /// nothing here.
-    async fn claim_due(
-        &self,
-        now: DateTime<Utc>,
-        owner: &str,
-        lease_until: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<Vec<Claim>, StoreError> {
-        let mut connections = self.claimable_connections(now).await?;
-        if !connections.is_empty() {
-            let start = rand::random::<usize>() % connections.len();
-            connections.rotate_left(start);
-        }
-        let mut claims = Vec::new();
-        for urgent in [true, false] {
-            for id in &connections {
-                let room = limit.saturating_sub(claims.len() as u32);
-                if room == 0 {
-                    return Ok(claims);
-                }
-                claims.extend(
-                    self.claim_due_in(id, urgent, now, owner, lease_until, room)
-                        .await?,
-                );
-            }
-        }
-        Ok(claims)
-    }
-    /// Ids of the enabled connections that are not paused at `now`.
-    async fn claimable_connections(&self, now: DateTime<Utc>) -> Result<Vec<String>, StoreError>;
-    /// [`Store::claim_due`] within one connection and urgency, oldest due first.
-    async fn claim_due_in(
-        &self,
-        connection_id: &str,
-        urgent: bool,
-        now: DateTime<Utc>,
-        owner: &str,
-        lease_until: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<Vec<Claim>, StoreError>;
-    /// Ends every lease (a single-process store after a restart).
-    async fn release_all_leases(&self) -> Result<u64, StoreError>;
-    /// Ends the leases `owner` holds (a worker that stopped mid-write).
-    async fn release_leases_of(&self, owner: &str) -> Result<u64, StoreError>;
-    async fn client(
-        &self,
-        connection_id: &str,
-        client_id: &str,
-    ) -> Result<Option<ClientRecord>, StoreError>;
-    /// The client's events not yet done, in arrival order.
-    async fn client_events(
-        &self,
-        connection_id: &str,
-        client_id: &str,
-    ) -> Result<Vec<StoredEvent>, StoreError>;
-    /// Records an attempt's outcome, marks events done and ends the lease, in one
-    /// transaction. False (and nothing written) if `owner` no longer holds the lease.
-    async fn finish_client(
-        &self,
-        claim: &Claim,
-        owner: &str,
-        update: &ClientUpdate,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        let items = [(claim.clone(), update.clone())];
-        Ok(self.finish_clients(&items, owner, now).await?[0])
-    }
-    /// [`Store::finish_client`] for many clients in one transaction; one answer each.
-    async fn finish_clients(
-        &self,
-        items: &[(Claim, ClientUpdate)],
-        owner: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<bool>, StoreError>;
-    /// The records of these clients of a connection (unknown ones are left out).
-    async fn clients_by_id(
-        &self,
-        connection_id: &str,
-        client_ids: &[String],
-    ) -> Result<Vec<ClientRecord>, StoreError>;
-    /// The pending events of these clients, by client then arrival.
-    async fn events_of_clients(
-        &self,
-        connection_id: &str,
-        client_ids: &[String],
-    ) -> Result<Vec<StoredEvent>, StoreError>;
-    /// Ends the lease without counting an attempt; the client stays due.
-    async fn release_client(
-        &self,
-        claim: &Claim,
-        owner: &str,
-        last_error: Option<&SyncError>,
-    ) -> Result<(), StoreError>;
-    /// Clients of a connection by client id after `after`, in the given states (all if empty).
-    async fn list_clients(
-        &self,
-        connection_id: &str,
-        states: &[ClientState],
-        after: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<ClientRecord>, StoreError>;
-    /// Makes a client due now with a fresh attempt count; false if unknown.
-    async fn requeue_client(
-        &self,
-        connection_id: &str,
-        client_id: &str,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError>;
-    /// Requeues every dead client of a connection; returns how many.
-    async fn requeue_dead(
-        &self,
-        connection_id: &str,
-        now: DateTime<Utc>,
-    ) -> Result<u64, StoreError>;
-
-    /// Starts a backfill job in state `receiving`.
-    async fn create_backfill_job(
-        &self,
-        job_id: &str,
-        connection_id: &str,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
-    /// Records how far an upload has come.
-    async fn update_backfill_job(&self, progress: &JobProgress) -> Result<(), StoreError>;
-    /// Stores a chunk of a backfill's events and the job's progress in one
-    /// transaction, so the job's `accepted` is exact whatever happens next.
-    async fn insert_backfill_chunk(
-        &self,
-        events: &[NewEvent],
-        progress: &JobProgress,
-    ) -> Result<(), StoreError>;
-    /// A connection's most recent jobs, newest first.
-    async fn backfill_jobs(
-        &self,
-        connection_id: &str,
-        limit: u32,
-    ) -> Result<Vec<BackfillJob>, StoreError>;
-    /// A job of a connection, with its events counted.
-    async fn backfill_job(
-        &self,
-        connection_id: &str,
-        job_id: &str,
-    ) -> Result<Option<BackfillJob>, StoreError>;
-    /// Deletes up to `limit` events that were done before `before`, oldest
-    /// first; returns how many. Events not done are never deleted.
-    async fn prune_events(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError>;
-    /// Clients per connection and state, and events not yet done (for metrics).
-    async fn backlog(&self) -> Result<Vec<Backlog>, StoreError>;
-}
-
 /// Connections each replica keeps to PostgreSQL.
 pub const POSTGRES_POOL_SIZE: u32 = 16;
+/// Connections to the SQLite file (one writes at a time; readers run beside it).
+const SQLITE_POOL_SIZE: u32 = 8;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Durable state of the service: connections, events, clients, backfill jobs.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    dialect: Dialect,
+}
 
 /// Opens the store named by a database URL and brings its schema up to date.
-pub async fn open(url: &str) -> anyhow::Result<std::sync::Arc<dyn Store>> {
-    if url.starts_with("sqlite:") {
-        Ok(std::sync::Arc::new(sqlite::SqliteStore::open(url).await?))
-    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(std::sync::Arc::new(
-            postgres::PgStore::open(url, POSTGRES_POOL_SIZE).await?,
-        ))
-    } else {
-        anyhow::bail!("LEADBRIDGE_DATABASE_URL must start with sqlite:// or postgres://")
+pub async fn open(url: &str) -> anyhow::Result<std::sync::Arc<Store>> {
+    Ok(std::sync::Arc::new(Store::open(url).await?))
+}
+
+impl Store {
+    /// Opens the database at `sqlite://PATH` (created when missing) or
+    /// `postgres://…`, and migrates it. Replicas starting together are fine:
+    /// sqlx serialises migrations with a lock.
+    pub async fn open(url: &str) -> anyhow::Result<Self> {
+        sqlx::any::install_default_drivers();
+        let Some(dialect) = Dialect::of_url(url) else {
+            anyhow::bail!("LEADBRIDGE_DATABASE_URL must start with sqlite:// or postgres://")
+        };
+        let pool = match dialect {
+            Dialect::Sqlite => {
+                // Create the file if missing; WAL with synchronous=FULL, so a
+                // commit that returned survives a process crash and a power cut.
+                let mut url = url::Url::parse(url)?;
+                if !url.query_pairs().any(|(k, _)| k == "mode") {
+                    url.query_pairs_mut().append_pair("mode", "rwc");
+                }
+                AnyPoolOptions::new()
+                    .max_connections(SQLITE_POOL_SIZE)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            conn.execute(
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
+                                 PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                            )
+                            .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_with(AnyConnectOptions::from_str(url.as_str())?)
+                    .await?
+            }
+            Dialect::Postgres => {
+                AnyPoolOptions::new()
+                    .max_connections(POSTGRES_POOL_SIZE)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect(url)
+                    .await?
+            }
+        };
+        match dialect {
+            Dialect::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
+            Dialect::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
+        }
+        Ok(Self { pool, dialect })
+    }
+
+    /// Which database this is.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// Succeeds when the store can serve a query now.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Closes every connection to the database; later calls fail.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// A value of the store's own key-value table.
+    pub async fn meta_get(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// Sets `key` if it is unset; returns the value that is now stored.
+    pub async fn meta_insert_if_absent(
+        &self,
+        key: &str,
+        value: &str,
+    ) -> Result<String, StoreError> {
+        sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+            .bind(key)
+            .bind(value)
+            .execute(&self.pool)
+            .await?;
+        self.meta_get(key)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("meta {key} vanished")))
     }
 }
 

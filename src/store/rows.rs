@@ -1,6 +1,8 @@
-//! Rows to domain types, shared by every backend through [`Cols`].
+//! Rows to domain types.
 
 use chrono::{DateTime, Utc};
+use sqlx::any::AnyRow;
+use sqlx::Row;
 
 use super::{
     from_millis, BackfillJob, Backlog, ClientRecord, ClientState, JobState, StoreError,
@@ -8,7 +10,7 @@ use super::{
 };
 use crate::connections::{Connection, SignatureScheme};
 
-/// Typed column access; each backend says how it stores a flag.
+/// Typed column access to a row of either database.
 pub(crate) trait Cols {
     fn text(&self, col: &str) -> Result<String, StoreError>;
     fn opt_text(&self, col: &str) -> Result<Option<String>, StoreError>;
@@ -17,32 +19,27 @@ pub(crate) trait Cols {
     fn flag(&self, col: &str) -> Result<bool, StoreError>;
 }
 
-macro_rules! impl_cols {
-    ($row:ty, |$r:ident, $c:ident| $flag:expr) => {
-        impl Cols for $row {
-            fn text(&self, col: &str) -> Result<String, StoreError> {
-                Ok(sqlx::Row::try_get(self, col)?)
-            }
-            fn opt_text(&self, col: &str) -> Result<Option<String>, StoreError> {
-                Ok(sqlx::Row::try_get(self, col)?)
-            }
-            fn int(&self, col: &str) -> Result<i64, StoreError> {
-                Ok(sqlx::Row::try_get(self, col)?)
-            }
-            fn opt_int(&self, col: &str) -> Result<Option<i64>, StoreError> {
-                Ok(sqlx::Row::try_get(self, col)?)
-            }
-            fn flag(&self, $c: &str) -> Result<bool, StoreError> {
-                let $r = self;
-                $flag
-            }
+impl Cols for AnyRow {
+    fn text(&self, col: &str) -> Result<String, StoreError> {
+        Ok(self.try_get(col)?)
+    }
+    fn opt_text(&self, col: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.try_get(col)?)
+    }
+    fn int(&self, col: &str) -> Result<i64, StoreError> {
+        Ok(self.try_get(col)?)
+    }
+    fn opt_int(&self, col: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.try_get(col)?)
+    }
+    /// A BOOLEAN in Postgres, a 0/1 INTEGER in SQLite.
+    fn flag(&self, col: &str) -> Result<bool, StoreError> {
+        match self.try_get::<bool, _>(col) {
+            Ok(b) => Ok(b),
+            Err(_) => Ok(self.int(col)? != 0),
         }
-    };
+    }
 }
-
-// SQLite keeps flags as integers, Postgres as booleans.
-impl_cols!(sqlx::sqlite::SqliteRow, |r, c| Ok(r.int(c)? != 0));
-impl_cols!(sqlx::postgres::PgRow, |r, c| Ok(sqlx::Row::try_get(r, c)?));
 
 pub(crate) fn connection_from_row(row: &impl Cols) -> Result<Connection, StoreError> {
     let scheme = row.text("signature_scheme")?;

@@ -75,7 +75,7 @@ impl Default for SyncSettings {
 
 /// Writes due clients to Salesforce.
 pub struct Worker {
-    store: Arc<dyn Store>,
+    store: Arc<Store>,
     salesforce: Arc<Salesforce>,
     master_key: Arc<MasterKey>,
     clock: Arc<dyn Clock>,
@@ -135,7 +135,7 @@ enum Attempt {
 
 impl Worker {
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<Store>,
         salesforce: Arc<Salesforce>,
         master_key: Arc<MasterKey>,
         clock: Arc<dyn Clock>,

@@ -89,7 +89,7 @@ impl TestDb {
         self._dir.path()
     }
 
-    pub async fn open(&self) -> Arc<dyn Store> {
+    pub async fn open(&self) -> Arc<Store> {
         leadbridge::store::open(&self.url).await.unwrap()
     }
 }

@@ -53,7 +53,7 @@ pub struct TestApp {
     pub address: String,
     pub admin_token: String,
     pub master_key: String,
-    pub store: Arc<dyn Store>,
+    pub store: Arc<Store>,
     pub clock: Arc<ManualClock>,
     pub client: reqwest::Client,
     pub worker: Arc<Worker>,

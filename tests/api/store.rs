@@ -11,7 +11,7 @@ use leadbridge::store::{
 
 use crate::backend::TestDb;
 
-async fn connection(store: &dyn Store, name: &str, enabled: bool, now: DateTime<Utc>) -> String {
+async fn connection(store: &Store, name: &str, enabled: bool, now: DateTime<Utc>) -> String {
     let id = uuid::Uuid::new_v4().to_string();
     let mut c = Connection::new(id.clone(), ConnectionName::parse(name).unwrap(), now);
     c.enabled = enabled;
@@ -26,13 +26,7 @@ async fn connection(store: &dyn Store, name: &str, enabled: bool, now: DateTime<
     id
 }
 
-async fn event(
-    store: &dyn Store,
-    conn: &str,
-    client: &str,
-    key: &str,
-    now: DateTime<Utc>,
-) -> Inserted {
+async fn event(store: &Store, conn: &str, client: &str, key: &str, now: DateTime<Utc>) -> Inserted {
     store
         .insert_event(&NewEvent {
             id: uuid::Uuid::new_v4().to_string(),
@@ -66,7 +60,7 @@ fn synced(processed: Vec<i64>) -> ClientUpdate {
     }
 }
 
-async fn setup() -> (TestDb, Arc<dyn Store>, DateTime<Utc>) {
+async fn setup() -> (TestDb, Arc<Store>, DateTime<Utc>) {
     let db = TestDb::new().await;
     let store = db.open().await;
     (db, store, Utc::now())
@@ -142,6 +136,38 @@ async fn a_leased_client_returns_only_when_its_lease_ends_and_the_old_owner_cann
         store.client_events(&conn, "c1").await.unwrap().len(),
         1,
         "nothing was marked done"
+    );
+}
+
+#[tokio::test]
+async fn finishing_a_batch_answers_once_per_client_even_when_a_lease_was_lost() {
+    let (_db, store, now) = setup().await;
+    let conn = connection(store.as_ref(), "acme", true, now).await;
+    for c in ["c1", "c2", "c3"] {
+        event(store.as_ref(), &conn, c, c, now).await;
+    }
+    let mut claims = store
+        .claim_due(now, "a", now + Duration::seconds(30), 10)
+        .await
+        .unwrap();
+    claims.sort_by(|x, y| x.client_id.cmp(&y.client_id));
+    assert_eq!(claims.len(), 3);
+    // a gives c2 back and worker b takes it.
+    let c2 = claims[1].clone();
+    store.release_client(&c2, "a", None).await.unwrap();
+    let b_has = store
+        .claim_due(now, "b", now + Duration::seconds(30), 10)
+        .await
+        .unwrap();
+    assert_eq!(b_has, vec![c2]);
+
+    let items: Vec<(Claim, ClientUpdate)> =
+        claims.iter().map(|c| (c.clone(), synced(vec![]))).collect();
+    let answers = store.finish_clients(&items, "a", now).await.unwrap();
+    assert_eq!(
+        answers,
+        vec![true, false, true],
+        "one answer per item, in order: c2's lease is b's"
     );
 }
 

@@ -1,0 +1,344 @@
+//! Clients: claims and leases, the outcome of an attempt, listing and requeueing.
+
+use chrono::{DateTime, Utc};
+
+use super::dialect::{in_list, IN_CHUNK};
+use super::rows::{
+    backlog_from_rows, claim_from_row, client_from_row, BACKLOG_CLIENTS, BACKLOG_EVENTS,
+};
+use super::{
+    to_millis, Backlog, Claim, ClientRecord, ClientState, ClientUpdate, NextAttempt, Store,
+    StoreError, SyncError,
+};
+
+impl Store {
+    /// Leases up to `limit` due clients of enabled, unpaused connections to
+    /// `owner` until `lease_until`. A leased client is not claimed again until
+    /// its lease ends, so one write per client is in flight. Clients with a
+    /// webhook pending come before those with only backfill rows; connections
+    /// take turns (the first one asked is picked at random each time).
+    ///
+    /// Each step is one index range (connection, urgency, due time), so a
+    /// disabled connection's million held clients, or a backfill's, cost
+    /// nothing here.
+    pub async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Claim>, StoreError> {
+        let mut connections = self.claimable_connections(now).await?;
+        if !connections.is_empty() {
+            let start = rand::random::<usize>() % connections.len();
+            connections.rotate_left(start);
+        }
+        let mut claims = Vec::new();
+        for urgent in [true, false] {
+            for id in &connections {
+                let room = limit.saturating_sub(claims.len() as u32);
+                if room == 0 {
+                    return Ok(claims);
+                }
+                claims.extend(
+                    self.claim_due_in(id, urgent, now, owner, lease_until, room)
+                        .await?,
+                );
+            }
+        }
+        Ok(claims)
+    }
+
+    /// [`Store::claim_due`] within one connection and urgency, oldest due first.
+    pub async fn claim_due_in(
+        &self,
+        connection_id: &str,
+        urgent: bool,
+        now: DateTime<Utc>,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Claim>, StoreError> {
+        let rows = sqlx::query(self.dialect.claim_due_sql())
+            .bind(owner)
+            .bind(to_millis(lease_until))
+            .bind(connection_id)
+            .bind(urgent)
+            .bind(to_millis(now))
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(claim_from_row).collect()
+    }
+
+    /// Ends every lease (a single-process store after a restart).
+    pub async fn release_all_leases(&self) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE clients SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NOT NULL",
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Ends the leases `owner` holds (a worker that stopped mid-write).
+    pub async fn release_leases_of(&self, owner: &str) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE clients SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1",
+        )
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    pub async fn client(
+        &self,
+        connection_id: &str,
+        client_id: &str,
+    ) -> Result<Option<ClientRecord>, StoreError> {
+        sqlx::query(&format!(
+            "{CLIENT_SELECT} WHERE c.connection_id = $1 AND c.client_id = $2"
+        ))
+        .bind(connection_id)
+        .bind(client_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(client_from_row)
+        .transpose()
+    }
+
+    /// Records an attempt's outcome, marks events done and ends the lease, in one
+    /// transaction. False (and nothing written) if `owner` no longer holds the lease.
+    pub async fn finish_client(
+        &self,
+        claim: &Claim,
+        owner: &str,
+        update: &ClientUpdate,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let items = [(claim.clone(), update.clone())];
+        Ok(self.finish_clients(&items, owner, now).await?[0])
+    }
+
+    /// [`Store::finish_client`] for many clients in one transaction; one answer each.
+    pub async fn finish_clients(
+        &self,
+        items: &[(Claim, ClientUpdate)],
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>, StoreError> {
+        let now = to_millis(now);
+        // The same lock order as insert_events: by client.
+        let mut order: Vec<usize> = (0..items.len()).collect();
+        order.sort_by(|&a, &b| {
+            let (x, y) = (&items[a].0, &items[b].0);
+            (&x.connection_id, &x.client_id).cmp(&(&y.connection_id, &y.client_id))
+        });
+        let mut tx = self.pool.begin().await?;
+        let mut answers = vec![false; items.len()];
+        for i in order {
+            let (claim, u) = &items[i];
+            let updated = sqlx::query(
+                "UPDATE clients SET state = $1, lead_id = $2, attempts = $3, first_failure_at = $4,
+                last_error_code = $5, last_error_message = $6, last_synced_at = $7, warnings = $8,
+                known = $9, company_sent = $10, updated_at = $11, lease_owner = NULL,
+                lease_until = NULL
+             WHERE connection_id = $12 AND client_id = $13 AND lease_owner = $14",
+            )
+            .bind(u.state.as_str())
+            .bind(&u.lead_id)
+            .bind(u.attempts as i64)
+            .bind(u.first_failure_at.map(to_millis))
+            .bind(u.last_error.as_ref().map(|e| e.code.as_str()))
+            .bind(u.last_error.as_ref().map(|e| e.message.as_str()))
+            .bind(u.last_synced_at.map(to_millis))
+            .bind(serde_json::to_string(&u.warnings).expect("strings serialize"))
+            .bind(&u.known)
+            .bind(u.company_sent)
+            .bind(now)
+            .bind(&claim.connection_id)
+            .bind(&claim.client_id)
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?;
+            if updated.rows_affected() == 0 {
+                // Another worker holds the lease now: its answer stays false.
+                continue;
+            }
+            for seqs in u.processed.chunks(IN_CHUNK) {
+                let sql = format!(
+                    "UPDATE events SET processed_at = $1
+                     WHERE connection_id = $2 AND client_id = $3 AND processed_at IS NULL
+                       AND seq IN {}",
+                    in_list(4, seqs.len())
+                );
+                let mut q = sqlx::query(&sql)
+                    .bind(now)
+                    .bind(&claim.connection_id)
+                    .bind(&claim.client_id);
+                for seq in seqs {
+                    q = q.bind(*seq);
+                }
+                q.execute(&mut *tx).await?;
+            }
+            // Due again at the retry time, or now if events arrived during the write.
+            let (mode, at) = match u.next {
+                NextAttempt::At(t) => ("at", Some(to_millis(t))),
+                NextAttempt::IfEventsPending => ("if_pending", None),
+                NextAttempt::Never => ("never", None),
+            };
+            sqlx::query(
+                "UPDATE clients SET next_attempt_at = CASE
+               WHEN $1 = 'at' THEN $2
+               WHEN $1 = 'never' THEN NULL
+               WHEN EXISTS (SELECT 1 FROM events e WHERE e.connection_id = clients.connection_id
+                   AND e.client_id = clients.client_id AND e.processed_at IS NULL) THEN $3
+               ELSE NULL END,
+               urgent = EXISTS (SELECT 1 FROM events e WHERE e.connection_id = clients.connection_id
+                   AND e.client_id = clients.client_id AND e.processed_at IS NULL AND e.urgent)
+             WHERE connection_id = $4 AND client_id = $5",
+            )
+            .bind(mode)
+            .bind(at)
+            .bind(now)
+            .bind(&claim.connection_id)
+            .bind(&claim.client_id)
+            .execute(&mut *tx)
+            .await?;
+            answers[i] = true;
+        }
+        tx.commit().await?;
+        Ok(answers)
+    }
+
+    /// Ends the lease without counting an attempt; the client stays due.
+    pub async fn release_client(
+        &self,
+        claim: &Claim,
+        owner: &str,
+        last_error: Option<&SyncError>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE clients SET lease_owner = NULL, lease_until = NULL,
+                last_error_code = COALESCE($1, last_error_code),
+                last_error_message = COALESCE($2, last_error_message)
+             WHERE connection_id = $3 AND client_id = $4 AND lease_owner = $5",
+        )
+        .bind(last_error.map(|e| e.code.as_str()))
+        .bind(last_error.map(|e| e.message.as_str()))
+        .bind(&claim.connection_id)
+        .bind(&claim.client_id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Clients of a connection by client id after `after`, in the given states (all if empty).
+    pub async fn list_clients(
+        &self,
+        connection_id: &str,
+        states: &[ClientState],
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<ClientRecord>, StoreError> {
+        let id = self.dialect.bytewise("c.client_id");
+        let state_filter = if states.is_empty() {
+            String::new()
+        } else {
+            format!(" AND c.state IN {}", in_list(4, states.len()))
+        };
+        let sql = format!(
+            "{CLIENT_SELECT} WHERE c.connection_id = $1 AND {id} > $2{state_filter}
+             ORDER BY {id} LIMIT $3"
+        );
+        let mut q = sqlx::query(&sql)
+            .bind(connection_id)
+            .bind(after.unwrap_or(""))
+            .bind(limit as i64);
+        for st in states {
+            q = q.bind(st.as_str());
+        }
+        q.fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(client_from_row)
+            .collect()
+    }
+
+    /// Makes a client due now with a fresh attempt count; false if unknown.
+    pub async fn requeue_client(
+        &self,
+        connection_id: &str,
+        client_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(&format!(
+            "{REQUEUE} WHERE connection_id = $2 AND client_id = $3"
+        ))
+        .bind(to_millis(now))
+        .bind(connection_id)
+        .bind(client_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Requeues every dead client of a connection; returns how many.
+    pub async fn requeue_dead(
+        &self,
+        connection_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(&format!(
+            "{REQUEUE} WHERE connection_id = $2 AND state = 'dead'"
+        ))
+        .bind(to_millis(now))
+        .bind(connection_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// The records of these clients of a connection (unknown ones are left out).
+    pub async fn clients_by_id(
+        &self,
+        connection_id: &str,
+        client_ids: &[String],
+    ) -> Result<Vec<ClientRecord>, StoreError> {
+        let mut out = Vec::with_capacity(client_ids.len());
+        for chunk in client_ids.chunks(IN_CHUNK) {
+            let sql = format!(
+                "{CLIENT_SELECT} WHERE c.connection_id = $1 AND c.client_id IN {}",
+                in_list(2, chunk.len())
+            );
+            let mut q = sqlx::query(&sql).bind(connection_id);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            for row in q.fetch_all(&self.pool).await? {
+                out.push(client_from_row(&row)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Clients per connection and state, and events not yet done (for metrics).
+    pub async fn backlog(&self) -> Result<Vec<Backlog>, StoreError> {
+        let connections = sqlx::query(BACKLOG_EVENTS).fetch_all(&self.pool).await?;
+        let clients = sqlx::query(BACKLOG_CLIENTS).fetch_all(&self.pool).await?;
+        backlog_from_rows(&connections, &clients)
+    }
+}
+
+/// A client row with the count of its events not yet done.
+const CLIENT_SELECT: &str = "SELECT c.*, (SELECT COUNT(*) FROM events e
+    WHERE e.connection_id = c.connection_id AND e.client_id = c.client_id
+      AND e.processed_at IS NULL) AS pending_events FROM clients c";
+
+/// Makes clients due at `$1` with a fresh attempt count (a converted one stays converted).
+const REQUEUE: &str = "UPDATE clients SET
+    state = CASE WHEN state = 'converted' THEN state ELSE 'pending' END,
+    attempts = 0, first_failure_at = NULL, next_attempt_at = $1, updated_at = $1";

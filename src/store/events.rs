@@ -1,0 +1,211 @@
+//! Events: stored with their client made due, read while pending, pruned once done.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use sqlx::AnyConnection;
+
+use super::dialect::{in_list, values, IN_CHUNK};
+use super::rows::{cache_statement, client_key, event_from_row};
+use super::{to_millis, Inserted, NewEvent, Store, StoreError, StoredEvent};
+
+impl Store {
+    /// Stores an event durably (committed when this returns), or reports a duplicate.
+    pub async fn insert_event(&self, event: &NewEvent) -> Result<Inserted, StoreError> {
+        Ok(self
+            .insert_events(std::slice::from_ref(event))
+            .await?
+            .pop()
+            .expect("one answer per event"))
+    }
+
+    /// Stores events in one transaction (one durable commit), answering each in order.
+    pub async fn insert_events(&self, events: &[NewEvent]) -> Result<Vec<Inserted>, StoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.pool.begin().await?;
+        let answers = insert_events_in(&mut tx, events).await?;
+        tx.commit().await?;
+        Ok(answers)
+    }
+
+    /// Events of a connection not yet synced, in arrival order.
+    pub async fn pending_events(
+        &self,
+        connection_id: &str,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        sqlx::query(
+            "SELECT * FROM events WHERE connection_id = $1 AND processed_at IS NULL ORDER BY seq",
+        )
+        .bind(connection_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(event_from_row)
+        .collect()
+    }
+
+    /// The client's events not yet done, in arrival order.
+    pub async fn client_events(
+        &self,
+        connection_id: &str,
+        client_id: &str,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        sqlx::query(
+            "SELECT * FROM events
+             WHERE connection_id = $1 AND client_id = $2 AND processed_at IS NULL ORDER BY seq",
+        )
+        .bind(connection_id)
+        .bind(client_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(event_from_row)
+        .collect()
+    }
+
+    /// The pending events of these clients, by client then arrival.
+    pub async fn events_of_clients(
+        &self,
+        connection_id: &str,
+        client_ids: &[String],
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut out = Vec::new();
+        for chunk in client_ids.chunks(IN_CHUNK) {
+            let sql = format!(
+                "SELECT * FROM events WHERE connection_id = $1 AND processed_at IS NULL
+                   AND client_id IN {} ORDER BY client_id, seq",
+                in_list(2, chunk.len())
+            );
+            let mut q = sqlx::query(&sql).bind(connection_id);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            for row in q.fetch_all(&self.pool).await? {
+                out.push(event_from_row(&row)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes up to `limit` events that were done before `before`, oldest
+    /// first; returns how many. Events not done are never deleted.
+    pub async fn prune_events(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM events WHERE seq IN (
+               SELECT seq FROM events WHERE processed_at IS NOT NULL AND processed_at < $1
+               ORDER BY processed_at LIMIT $2)",
+        )
+        .bind(to_millis(before))
+        .bind(limit as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+}
+
+/// Stores events within `tx`; see [`Store::insert_events`].
+pub(super) async fn insert_events_in(
+    tx: &mut AnyConnection,
+    events: &[NewEvent],
+) -> Result<Vec<Inserted>, StoreError> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Rows are locked in one order everywhere (by client; stable, so a
+    // client's events keep their arrival order), so concurrent batches
+    // wait for each other instead of deadlocking. A few statements per
+    // batch, not two per event: each statement is a round trip.
+    let mut order: Vec<usize> = (0..events.len()).collect();
+    order.sort_by(|&a, &b| client_key(&events[a]).cmp(&client_key(&events[b])));
+    let sql = format!(
+        "INSERT INTO events (id, connection_id, idempotency_key, client_id, event_type,
+            occurred_at, received_at, payload, urgent, job_id) VALUES {}
+         ON CONFLICT (connection_id, idempotency_key) DO NOTHING RETURNING id",
+        values(events.len(), 10)
+    );
+    let mut q = sqlx::query_scalar(&sql);
+    for e in order.iter().map(|&i| &events[i]) {
+        q = q
+            .bind(&e.id)
+            .bind(&e.connection_id)
+            .bind(&e.idempotency_key)
+            .bind(&e.client_id)
+            .bind(&e.event_type)
+            .bind(to_millis(e.occurred_at))
+            .bind(to_millis(e.received_at))
+            .bind(&e.payload)
+            .bind(e.urgent)
+            .bind(&e.job_id);
+    }
+    let inserted: HashSet<String> = q
+        .persistent(cache_statement(events.len()))
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
+    let mut answers = Vec::with_capacity(events.len());
+    for e in events {
+        if inserted.contains(&e.id) {
+            answers.push(Inserted::Accepted);
+        } else {
+            // A duplicate (rare): the id of the event already stored under its key.
+            let event_id: String = sqlx::query_scalar(
+                "SELECT id FROM events WHERE connection_id = $1 AND idempotency_key = $2",
+            )
+            .bind(&e.connection_id)
+            .bind(&e.idempotency_key)
+            .fetch_one(&mut *tx)
+            .await?;
+            answers.push(Inserted::Duplicate { event_id });
+        }
+    }
+    // Their clients become due, once each: a dead one starts over, a
+    // retrying one keeps its backoff.
+    let mut seen = HashSet::new();
+    let urgent_clients: HashSet<(&str, &str)> = events
+        .iter()
+        .filter(|e| e.urgent && inserted.contains(&e.id))
+        .map(client_key)
+        .collect();
+    let due: Vec<&NewEvent> = order
+        .iter()
+        .map(|&i| &events[i])
+        .filter(|e| inserted.contains(&e.id) && seen.insert(client_key(e)))
+        .collect();
+    if due.is_empty() {
+        return Ok(answers);
+    }
+    let sql = format!(
+        "INSERT INTO clients AS c (connection_id, client_id, state, next_attempt_at, updated_at, urgent)
+         VALUES {}
+         ON CONFLICT (connection_id, client_id) DO UPDATE SET
+           state = CASE WHEN c.state IN ('synced', 'dead') THEN 'pending' ELSE c.state END,
+           attempts = CASE WHEN c.state = 'dead' THEN 0 ELSE c.attempts END,
+           first_failure_at = CASE WHEN c.state = 'dead' THEN NULL ELSE c.first_failure_at END,
+           next_attempt_at = CASE
+             WHEN c.state = 'retrying' AND c.next_attempt_at IS NOT NULL THEN c.next_attempt_at
+             WHEN c.next_attempt_at IS NOT NULL AND c.next_attempt_at < excluded.next_attempt_at
+               THEN c.next_attempt_at
+             ELSE excluded.next_attempt_at
+           END,
+           updated_at = excluded.updated_at,
+           urgent = (c.urgent OR excluded.urgent)",
+        values(due.len(), 6)
+    );
+    let mut q = sqlx::query(&sql);
+    for e in due {
+        q = q
+            .bind(&e.connection_id)
+            .bind(&e.client_id)
+            .bind("pending")
+            .bind(to_millis(e.received_at))
+            .bind(to_millis(e.received_at))
+            .bind(urgent_clients.contains(&client_key(e)));
+    }
+    q.persistent(cache_statement(events.len()))
+        .execute(&mut *tx)
+        .await?;
+    Ok(answers)
+}
