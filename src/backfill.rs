@@ -14,7 +14,10 @@ use bytes::BytesMut;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use crate::store::{JobProgress, JobState, NewEvent, Rejection, MAX_REJECTIONS_KEPT};
+use crate::domain::{
+    ClientId, ConnectionId, JobProgress, JobState, Rejection, MAX_REJECTIONS_KEPT,
+};
+use crate::store::NewEvent;
 use crate::webhook::event;
 
 /// Events stored per transaction, at most.
@@ -109,7 +112,7 @@ impl Lines {
 
 /// Checks one line: `Ok(None)` for a blank line, else the client's id and the
 /// event payload to store (the line wrapped as a `client.updated` event).
-pub fn parse_line(bytes: &[u8]) -> Result<Option<(String, String)>, String> {
+pub fn parse_line(bytes: &[u8]) -> Result<Option<(ClientId, String)>, String> {
     let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
     // Files saved by some Windows tools start with a UTF-8 byte order mark.
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
@@ -131,14 +134,14 @@ pub fn parse_line(bytes: &[u8]) -> Result<Option<(String, String)>, String> {
     // Valid JSON is valid UTF-8.
     let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8".to_string())?;
     let payload = format!(r#"{{"type":"client.updated","data":{}}}"#, text.trim());
-    Ok(Some((client_id.as_str().to_string(), payload)))
+    Ok(Some((client_id, payload)))
 }
 
 /// One upload in progress: its counts, and the events waiting to be stored.
 #[derive(Debug)]
 pub struct Upload {
     job_id: String,
-    connection_id: String,
+    connection_id: ConnectionId,
     as_of: DateTime<Utc>,
     received_at: DateTime<Utc>,
     read: u64,
@@ -155,14 +158,14 @@ pub struct Upload {
 impl Upload {
     pub fn new(
         job_id: &str,
-        connection_id: &str,
+        connection_id: &ConnectionId,
         as_of: DateTime<Utc>,
         received_at: DateTime<Utc>,
         max_line: usize,
     ) -> Self {
         Self {
             job_id: job_id.to_string(),
-            connection_id: connection_id.to_string(),
+            connection_id: connection_id.clone(),
             as_of,
             received_at,
             read: 0,
@@ -330,7 +333,7 @@ mod tests {
     #[test]
     fn a_large_piece_of_input_is_stored_in_chunks_of_bounded_size() {
         let t = DateTime::UNIX_EPOCH;
-        let mut u = Upload::new("j", "c", t, t, 100);
+        let mut u = Upload::new("j", &ConnectionId::from_stored("c".into()), t, t, 100);
         let text: String = (0..1234)
             .map(|i| format!("{{\"clientId\":{i}}}\n"))
             .collect();
@@ -361,7 +364,13 @@ mod tests {
     #[test]
     fn an_upload_counts_lines_and_keys_each_by_job_and_line() {
         let t = DateTime::UNIX_EPOCH;
-        let mut u = Upload::new("job1", "conn1", t, t, 100);
+        let mut u = Upload::new(
+            "job1",
+            &ConnectionId::from_stored("conn1".into()),
+            t,
+            t,
+            100,
+        );
         let mut lines = Lines::new(100);
         lines.feed(b"{\"clientId\":1}\n\nnope\n{\"clientId\":\"a\"}\n", |l| {
             u.line(l)

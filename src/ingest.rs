@@ -12,7 +12,7 @@ use crate::store::{Inserted, NewEvent, Store, StoreError};
 /// Events committed together, at most.
 const MAX_BATCH: usize = 512;
 
-type Reply = oneshot::Sender<Result<Inserted, String>>;
+type Reply = oneshot::Sender<Result<Inserted, StoreError>>;
 
 /// Handle to the committer.
 #[derive(Clone)]
@@ -28,17 +28,15 @@ impl Ingest {
         Self { queue }
     }
 
-    /// Stores one event durably (with whatever else is waiting); the error is
-    /// a message fit for logs (no SQL, no secrets).
-    pub async fn insert(&self, event: NewEvent) -> Result<Inserted, String> {
+    /// Stores one event durably (with whatever else is waiting). A stopped
+    /// committer is reported as the store being unavailable.
+    pub async fn insert(&self, event: NewEvent) -> Result<Inserted, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.queue
             .send((event, reply))
             .await
-            .map_err(|_| "the committer has stopped".to_string())?;
-        answer
-            .await
-            .map_err(|_| "the committer dropped the event".to_string())?
+            .map_err(|_| StoreError::Stopped)?;
+        answer.await.map_err(|_| StoreError::Stopped)?
     }
 }
 
@@ -55,7 +53,7 @@ async fn commit_loop(store: Arc<Store>, mut rx: mpsc::Receiver<(NewEvent, Reply)
             Err(e) => {
                 tracing::warn!(error = %e, events = events.len(), "a batch of webhooks could not be stored");
                 for reply in replies {
-                    let _ = reply.send(Err(e.to_string()));
+                    let _ = reply.send(Err(e.shared()));
                 }
             }
         }

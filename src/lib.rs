@@ -9,6 +9,7 @@ pub mod clock;
 pub mod configuration;
 pub mod connections;
 pub mod crypto;
+pub mod domain;
 pub mod http;
 pub mod import;
 pub mod ingest;

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::connections::FieldMapping;
+use crate::domain::FieldMapping;
 use crate::webhook::event::{Address, ClientData, Field, Named, Phone};
 
 /// Lead value for a missing or blank last name (LastName is required).

@@ -6,7 +6,8 @@ use std::fmt::Write;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::store::{Backlog, ClientState};
+use crate::domain::ClientState;
+use crate::store::Backlog;
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 

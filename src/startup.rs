@@ -67,7 +67,7 @@ impl Application {
         let state = web::Data::new(AppState {
             store: store.clone(),
             ingest,
-            receivers: http::webhooks::receiver_cache(),
+            receivers: crate::webhook::Receivers::default(),
             master_key,
             salesforce,
             wake,

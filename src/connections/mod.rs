@@ -2,158 +2,19 @@
 //! and the one place where a create body or a JSON merge patch is checked and
 //! applied, naming every bad field.
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::crypto::MasterKey;
+use crate::domain::{
+    Connection, ConnectionName, FieldMapping, SignatureScheme, DEFAULT_API_VERSION,
+};
 
-/// `apiVersion` when none is given.
-pub const DEFAULT_API_VERSION: &str = "v62.0";
 /// Upsert answers carry `created` from this version on.
 const MIN_API_MAJOR: u32 = 46;
 /// Header of the hex scheme when `signatureHeader` is not set.
 pub const DEFAULT_SIGNATURE_HEADER: &str = "X-Signature";
 const MAX_TEXT: usize = 255;
-
-/// A connection's name: `[a-z0-9][a-z0-9_-]{0,62}`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConnectionName(String);
-
-impl ConnectionName {
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let mut chars = s.chars();
-        let first_ok = chars
-            .next()
-            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-        let rest_ok =
-            chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
-        if first_ok && rest_ok && s.len() <= 63 {
-            Ok(Self(s.to_string()))
-        } else {
-            Err("must match [a-z0-9][a-z0-9_-]{0,62}".into())
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// How B2CORE signs this connection's webhooks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum SignatureScheme {
-    #[default]
-    StandardWebhooks,
-    HmacSha256Hex,
-}
-
-impl SignatureScheme {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SignatureScheme::StandardWebhooks => "standard-webhooks",
-            SignatureScheme::HmacSha256Hex => "hmac-sha256-hex",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "standard-webhooks" => Some(Self::StandardWebhooks),
-            "hmac-sha256-hex" => Some(Self::HmacSha256Hex),
-            _ => None,
-        }
-    }
-}
-
-/// Custom Lead fields that receive Status, Client type and Verification level.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct FieldMapping {
-    /// Lead field for `status.name`, e.g. `B2C_Status__c`.
-    #[schema(pattern = r"^[A-Za-z]([A-Za-z0-9_]{0,78}[A-Za-z0-9])?$")]
-    pub status: Option<String>,
-    /// Lead field for `type.name`, e.g. `B2C_Client_Type__c`.
-    #[schema(pattern = r"^[A-Za-z]([A-Za-z0-9_]{0,78}[A-Za-z0-9])?$")]
-    pub client_type: Option<String>,
-    /// Lead field for `verificationLevel.name`, e.g. `B2C_Verification_Level__c`.
-    #[schema(pattern = r"^[A-Za-z]([A-Za-z0-9_]{0,78}[A-Za-z0-9])?$")]
-    pub verification_level: Option<String>,
-}
-
-/// A connection as stored. Secrets are sealed under the master key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Connection {
-    pub id: String,
-    pub name: String,
-    pub caption: Option<String>,
-    pub provider: String,
-    pub domain_url: Option<String>,
-    pub consumer_key: Option<String>,
-    pub consumer_secret_sealed: Option<String>,
-    pub company: Option<String>,
-    pub enabled: bool,
-    pub field_mapping: FieldMapping,
-    pub external_id_field: Option<String>,
-    pub api_version: String,
-    pub signature_scheme: SignatureScheme,
-    pub signature_header: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    /// The org's API usage as Salesforce last reported it.
-    pub api_usage: Option<crate::store::ApiUsage>,
-}
-
-impl Connection {
-    /// A connection with defaults only, before the create body is applied.
-    pub fn new(id: String, name: ConnectionName, now: DateTime<Utc>) -> Self {
-        Self {
-            id,
-            name: name.0,
-            caption: None,
-            provider: "salesforce".into(),
-            domain_url: None,
-            consumer_key: None,
-            consumer_secret_sealed: None,
-            company: None,
-            enabled: false,
-            field_mapping: FieldMapping::default(),
-            external_id_field: None,
-            api_version: DEFAULT_API_VERSION.into(),
-            signature_scheme: SignatureScheme::default(),
-            signature_header: None,
-            created_at: now,
-            updated_at: now,
-            api_usage: None,
-        }
-    }
-
-    /// The header that carries the hex scheme's signature.
-    pub fn effective_signature_header(&self) -> &str {
-        self.signature_header
-            .as_deref()
-            .unwrap_or(DEFAULT_SIGNATURE_HEADER)
-    }
-
-    /// Where the consumer secret's ciphertext is bound.
-    pub fn consumer_secret_context(&self) -> String {
-        format!("connection/{}/consumer_secret", self.id)
-    }
-
-    /// Changing any of these must drop the cached Salesforce token.
-    pub fn credentials_fingerprint(&self) -> (Option<&str>, Option<&str>, Option<&str>) {
-        (
-            self.domain_url.as_deref(),
-            self.consumer_key.as_deref(),
-            self.consumer_secret_sealed.as_deref(),
-        )
-    }
-}
-
-/// Where a webhook secret's ciphertext is bound.
-pub fn webhook_secret_context(connection_id: &str, secret_id: &str) -> String {
-    format!("connection/{connection_id}/webhook_secret/{secret_id}")
-}
 
 /// One field that was refused, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -246,8 +107,8 @@ fn apply_field(
 ) {
     let result: Result<(), String> = match field {
         "name" => match value.as_str() {
-            Some(v) if creating => ConnectionName::parse(v).map(|n| next.name = n.0),
-            Some(v) if v == next.name => Ok(()),
+            Some(v) if creating => ConnectionName::parse(v).map(|n| next.name = n),
+            Some(v) if next.name == v => Ok(()),
             _ if creating => Err("must be a string".into()),
             _ => Err("cannot be changed".into()),
         },
@@ -420,6 +281,7 @@ fn domain_url(s: &str, rules: Rules) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::ConnectionId;
     use serde_json::json;
 
     fn key() -> MasterKey {
@@ -428,24 +290,14 @@ mod tests {
 
     fn base() -> Connection {
         Connection::new(
-            "id-1".into(),
+            ConnectionId::from_stored("id-1".into()),
             ConnectionName::parse("acme").unwrap(),
-            Utc::now(),
+            chrono::Utc::now(),
         )
     }
 
     fn fields(e: FieldErrors) -> Vec<String> {
         e.0.into_iter().map(|e| e.field).collect()
-    }
-
-    #[test]
-    fn names_follow_the_contract_pattern() {
-        for ok in ["a", "acme", "0prod", "acme_eu-1", &"a".repeat(63)] {
-            assert!(ConnectionName::parse(ok).is_ok(), "{ok}");
-        }
-        for bad in ["", "-a", "_a", "Acme", "a b", "a.b", &"a".repeat(64), "é"] {
-            assert!(ConnectionName::parse(bad).is_err(), "{bad}");
-        }
     }
 
     #[test]

@@ -8,11 +8,10 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::clients::connection;
 use super::problem::Problem;
 use super::{Admin, ApiError, AppState};
 use crate::backfill::{Lines, Upload};
-use crate::store::{BackfillJob, JobState, Rejection};
+use crate::domain::{BackfillJob, JobState, Rejection};
 
 /// A job still `receiving` with no progress for this long is shown as
 /// `interrupted`: the process that read it stopped.
@@ -105,7 +104,7 @@ pub async fn upload(
     mut payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let conn = connection(&state, &path).await?;
+    let conn = state.connection(&path).await?;
     let media = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -232,7 +231,7 @@ pub async fn list(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let conn = connection(&state, &path).await?;
+    let conn = state.connection(&path).await?;
     let now = state.clock.now();
     let jobs = state
         .store
@@ -260,7 +259,7 @@ pub async fn get(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let (name, job_id) = path.into_inner();
-    let conn = connection(&state, &name).await?;
+    let conn = state.connection(&name).await?;
     let job = state
         .store
         .backfill_job(&conn.id, &job_id)
@@ -276,7 +275,7 @@ mod tests {
     fn job(state: JobState, updated_at: DateTime<Utc>) -> BackfillJob {
         BackfillJob {
             id: "j".into(),
-            connection_id: "c".into(),
+            connection_id: crate::domain::ConnectionId::from_stored("c".into()),
             state,
             read: 0,
             accepted: 0,

@@ -9,10 +9,11 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::problem::Problem;
 use super::{read_json, Admin, ApiError, AppState};
-use crate::connections::{Connection, FieldError};
+use crate::connections::FieldError;
+use crate::domain::Connection;
+use crate::domain::{ClientId, ClientRecord, ClientState};
 use crate::mapping::{self, Form, Known, Pending, Target};
 use crate::salesforce::{errors::oauth_hint, Credentials, Failure};
-use crate::store::{ClientRecord, ClientState};
 use crate::webhook::{event, Parsed};
 
 const MAX_PAGE: u32 = 500;
@@ -60,7 +61,7 @@ fn shown_state(conn: &Connection, c: &ClientRecord) -> &'static str {
 
 fn view(conn: &Connection, c: &ClientRecord) -> ClientView {
     ClientView {
-        client_id: c.client_id.clone(),
+        client_id: c.client_id.to_string(),
         state: shown_state(conn, c).into(),
         lead_id: c.lead_id.clone(),
         attempts: c.attempts,
@@ -97,14 +98,6 @@ pub struct ClientQuery {
     pub cursor: Option<String>,
 }
 
-pub(crate) async fn connection(state: &AppState, name: &str) -> Result<Connection, ApiError> {
-    state
-        .store
-        .get_connection(name)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no connection is named `{name}`")))
-}
-
 fn invalid(field: &str, message: &str) -> ApiError {
     ApiError::Validation(vec![FieldError {
         field: field.into(),
@@ -130,7 +123,7 @@ pub async fn list(
     query: web::Query<ClientQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let conn = connection(&state, &path).await?;
+    let conn = state.connection(&path).await?;
     let limit = query.limit.unwrap_or(50);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(invalid("limit", "must be between 1 and 500"));
@@ -164,7 +157,7 @@ pub async fn list(
         .list_clients(&conn.id, &states, query.cursor.as_deref(), limit)
         .await?;
     let next_cursor = (rows.len() == limit as usize)
-        .then(|| rows.last().map(|c| c.client_id.clone()))
+        .then(|| rows.last().map(|c| c.client_id.to_string()))
         .flatten();
     Ok(HttpResponse::Ok().json(ClientPage {
         clients: rows.iter().map(|c| view(&conn, c)).collect(),
@@ -188,7 +181,8 @@ pub async fn get(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let (name, client_id) = path.into_inner();
-    let conn = connection(&state, &name).await?;
+    let client_id = ClientId::from_stored(client_id);
+    let conn = state.connection(&name).await?;
     let client = state
         .store
         .client(&conn.id, &client_id)
@@ -213,7 +207,8 @@ pub async fn retry(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let (name, client_id) = path.into_inner();
-    let conn = connection(&state, &name).await?;
+    let client_id = ClientId::from_stored(client_id);
+    let conn = state.connection(&name).await?;
     let now = state.clock.now();
     if !state
         .store
@@ -255,7 +250,7 @@ pub async fn retry_dead(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let conn = connection(&state, &path).await?;
+    let conn = state.connection(&path).await?;
     let requeued = state
         .store
         .requeue_dead(&conn.id, state.clock.now())
@@ -342,7 +337,7 @@ pub async fn test(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let conn = connection(&state, &path).await?;
+    let conn = state.connection(&path).await?;
     let creds = credentials(&state, &conn)?;
     let mut report = TestReport {
         credentials: CredentialsCheck {
@@ -447,7 +442,7 @@ pub async fn preview(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let body = read_json(&req, payload, state.max_body_bytes).await?;
-    let conn = connection(&state, &path).await?;
+    let conn = state.connection(&path).await?;
     let ev = match event::parse(body.to_string().as_bytes()).map_err(ApiError::InvalidPayload)? {
         Parsed::Client(ev) => ev,
         Parsed::Ignored { event_type } => {

@@ -10,11 +10,11 @@ use utoipa::ToSchema;
 
 use super::problem::Problem;
 use super::{read_json, Admin, ApiError, AppState};
-use crate::connections::{
-    self, webhook_secret_context, Connection, ConnectionName, FieldError, FieldMapping,
-    SignatureScheme,
-};
+use crate::connections::{self, FieldError};
 use crate::crypto::generate_webhook_secret;
+use crate::domain::{
+    webhook_secret_context, Connection, ConnectionId, ConnectionName, FieldMapping, SignatureScheme,
+};
 use crate::store::WebhookSecretRecord;
 
 /// How long a rotated-out webhook secret keeps verifying.
@@ -84,7 +84,7 @@ impl ConnectionView {
 impl From<&Connection> for ConnectionView {
     fn from(c: &Connection) -> Self {
         Self {
-            name: c.name.clone(),
+            name: c.name.to_string(),
             caption: c.caption.clone(),
             provider: c.provider.clone(),
             domain_url: c.domain_url.clone(),
@@ -186,7 +186,7 @@ fn validation(errs: connections::FieldErrors) -> ApiError {
 /// A fresh webhook secret and its sealed record for `connection_id`.
 fn new_webhook_secret(
     state: &AppState,
-    connection_id: &str,
+    connection_id: &ConnectionId,
     now: DateTime<Utc>,
 ) -> (secrecy::SecretString, WebhookSecretRecord) {
     let secret = generate_webhook_secret();
@@ -197,20 +197,12 @@ fn new_webhook_secret(
     );
     let record = WebhookSecretRecord {
         id,
-        connection_id: connection_id.to_string(),
+        connection_id: connection_id.clone(),
         sealed,
         created_at: now,
         expires_at: None,
     };
     (secret, record)
-}
-
-async fn find(state: &AppState, name: &str) -> Result<Connection, ApiError> {
-    state
-        .store
-        .get_connection(name)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no connection is named `{name}`")))
 }
 
 #[utoipa::path(
@@ -239,7 +231,7 @@ pub async fn create(
         None => Err("is required".to_string()),
     };
     let now = state.clock.now();
-    let id = uuid::Uuid::now_v7().to_string();
+    let id = ConnectionId::generate();
     let base = Connection::new(
         id.clone(),
         name.clone()
@@ -315,7 +307,7 @@ pub async fn get(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let conn = find(&state, &path).await?;
+    let conn = state.connection(&path).await?;
     Ok(HttpResponse::Ok().json(ConnectionView::new(&conn, state.quota_budget_percent)))
 }
 
@@ -342,7 +334,7 @@ pub async fn patch(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let body = read_json(&req, payload, ADMIN_BODY_LIMIT).await?;
-    let current = find(&state, &path).await?;
+    let current = state.connection(&path).await?;
     let mut next = connections::apply(&current, &body, false, state.rules, &state.master_key)
         .map_err(validation)?;
     next.updated_at = state.clock.now();
@@ -378,14 +370,15 @@ pub async fn delete(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let deleted = state.store.delete_connection(&path).await?;
-    state.receivers.invalidate(path.as_str()).await;
+    let conn = state.connection(&path).await?;
+    let deleted = state.store.delete_connection(&conn.name).await?;
+    state.receivers.invalidate(&conn.name).await;
     if !deleted {
         return Err(ApiError::NotFound(format!(
             "no connection is named `{path}`"
         )));
     }
-    tracing::info!(connection = %path, "connection deleted");
+    tracing::info!(connection = %conn.name, "connection deleted");
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -404,7 +397,7 @@ pub async fn rotate_webhook_secret(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let conn = find(&state, &path).await?;
+    let conn = state.connection(&path).await?;
     let now = state.clock.now();
     let until = now + chrono::Duration::hours(ROTATION_OVERLAP_HOURS);
     let (secret, record) = new_webhook_secret(&state, &conn.id, now);

@@ -21,6 +21,7 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::clock::Clock;
 use crate::connections::Rules;
 use crate::crypto::{constant_time_eq, MasterKey};
+use crate::domain::{Connection, ConnectionName};
 use crate::store::Store;
 pub use problem::ApiError;
 
@@ -30,7 +31,7 @@ pub struct AppState {
     pub master_key: Arc<MasterKey>,
     pub salesforce: Arc<crate::salesforce::Salesforce>,
     /// Connections with opened webhook secrets, reused briefly by the webhook path.
-    pub receivers: moka::future::Cache<String, std::sync::Arc<webhooks::Receiver>>,
+    pub receivers: crate::webhook::Receivers,
     /// Group commit of accepted webhooks.
     pub ingest: crate::ingest::Ingest,
     /// Wakes the sync worker when an event is stored.
@@ -41,6 +42,18 @@ pub struct AppState {
     pub quota_budget_percent: u8,
     pub max_body_bytes: usize,
     pub clock: Arc<dyn Clock>,
+}
+
+impl AppState {
+    /// The connection named `name`, or 404 (a name that cannot exist is unknown too).
+    pub async fn connection(&self, name: &str) -> Result<Connection, ApiError> {
+        let not_found = || ApiError::NotFound(format!("no connection is named `{name}`"));
+        let name = ConnectionName::parse(name).map_err(|_| not_found())?;
+        self.store
+            .get_connection(&name)
+            .await?
+            .ok_or_else(not_found)
+    }
 }
 
 /// Mounts every route on an actix `App`.

@@ -77,8 +77,32 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict => ApiError::Conflict("the resource already exists".into()),
-            StoreError::Unavailable(_) => ApiError::Unavailable(e.into()),
-            StoreError::Corrupt(_) => ApiError::Internal(e.into()),
+            StoreError::Unavailable(_) | StoreError::Stopped => ApiError::Unavailable(e.into()),
+            StoreError::Corrupt(_) | StoreError::Rejected(_) => ApiError::Internal(e.into()),
+        }
+    }
+}
+
+impl From<crate::webhook::LoadError> for ApiError {
+    fn from(e: crate::webhook::LoadError) -> Self {
+        use crate::webhook::LoadError;
+        match e {
+            LoadError::Unknown(name) => ApiError::UnknownConnection(name),
+            LoadError::Store(e) => e.into(),
+            LoadError::Sealed(_) => ApiError::Internal(e.into()),
+        }
+    }
+}
+
+impl From<crate::webhook::IntakeError> for ApiError {
+    fn from(e: crate::webhook::IntakeError) -> Self {
+        use crate::webhook::{IntakeError, VerifyError};
+        match e {
+            IntakeError::Signature(VerifyError::TimestampOutOfTolerance) => {
+                ApiError::TimestampOutOfTolerance
+            }
+            IntakeError::Signature(other) => ApiError::InvalidSignature(other.to_string()),
+            IntakeError::Payload(message) => ApiError::InvalidPayload(message),
         }
     }
 }

@@ -1,18 +1,14 @@
 //! `POST /v1/webhooks/{connectionName}`: size check, signature check on the raw
 //! bytes, parse, durable insert, then 202.
 
-use std::sync::Arc;
-
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use secrecy::SecretString;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use super::{check_declared_length, read_body, ApiError, AppState};
-use crate::connections::{webhook_secret_context, Connection, SignatureScheme};
-use crate::store::{Inserted, NewEvent};
-use crate::webhook::{event, verify, Parsed, StandardHeaders, VerifyError};
+use crate::store::Inserted;
+use crate::webhook::{self, Intake};
 
 /// Answer to an accepted, duplicate or ignored webhook.
 #[derive(Debug, Serialize, ToSchema)]
@@ -25,8 +21,11 @@ pub struct WebhookAnswer {
     pub event_id: Option<String>,
 }
 
-/// Longest idempotency key kept as is; longer ones are stored as their SHA-256.
-const MAX_KEY_LEN: usize = 255;
+impl WebhookAnswer {
+    fn new(status: &'static str, event_id: Option<String>) -> Self {
+        Self { status, event_id }
+    }
+}
 
 #[utoipa::path(
     post,
@@ -70,196 +69,41 @@ async fn handle(
     name: &str,
     payload: web::Payload,
     state: &AppState,
-) -> Result<(actix_web::http::StatusCode, WebhookAnswer), ApiError> {
-    use actix_web::http::StatusCode;
-
+) -> Result<(StatusCode, WebhookAnswer), ApiError> {
     check_declared_length(req, state.max_body_bytes)?;
-    let receiver = receiver(state, name).await?;
+    let receiver = state
+        .receivers
+        .get(&state.store, &state.master_key, name, state.clock.now())
+        .await?;
     let conn = &receiver.conn;
     let body = read_body(payload, state.max_body_bytes).await?;
-    let now = state.clock.now();
-
-    // Expiry is checked against the clock on every request, cached or not.
-    let secrets: Vec<SecretString> = receiver
-        .secrets
-        .iter()
-        .filter(|(expires_at, _)| expires_at.is_none_or(|t| t > now))
-        .map(|(_, s)| s.clone())
-        .collect();
-    let signed = verify_request(req, conn, &body, &secrets, now.timestamp())?;
-
-    let parsed = event::parse(&body).map_err(ApiError::InvalidPayload)?;
-    let ev = match parsed {
-        Parsed::Ignored { event_type } => {
+    let header = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok());
+    let new = match webhook::intake(&receiver, header, &body, state.clock.now())? {
+        Intake::Ignored { event_type } => {
             tracing::info!(connection = %conn.name, %event_type, "webhook ignored: event type is not synced");
-            return Ok((
-                StatusCode::OK,
-                WebhookAnswer {
-                    status: "ignored",
-                    event_id: None,
-                },
-            ));
+            return Ok((StatusCode::OK, WebhookAnswer::new("ignored", None)));
         }
-        Parsed::Client(ev) => ev,
+        Intake::Event(new) => new,
     };
-    let occurred_at = ev
-        .occurred_at
-        .or_else(|| {
-            signed
-                .timestamp
-                .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
-        })
-        .unwrap_or(now);
-    let new = NewEvent {
-        id: uuid::Uuid::now_v7().to_string(),
-        connection_id: conn.id.clone(),
-        idempotency_key: signed.idempotency_key,
-        client_id: ev.client_id.as_str().to_string(),
-        event_type: ev.event_type,
-        occurred_at,
-        received_at: now,
-        payload: String::from_utf8(body.to_vec())
-            .map_err(|_| ApiError::InvalidPayload("the body is not UTF-8".into()))?,
-        urgent: true,
-        job_id: None,
-    };
-    let stored = state
-        .ingest
-        .insert(new.clone())
-        .await
-        .map_err(|e| ApiError::Unavailable(anyhow::anyhow!(e)))?;
-    match stored {
+    let (event_id, client_id) = (new.id.clone(), new.client_id.clone());
+    match state.ingest.insert(new).await? {
         Inserted::Accepted => {
             state.wake.notify_one();
             tracing::info!(
-                connection = %conn.name, client_id = %new.client_id, event_id = %new.id,
-                held = !conn.enabled, "webhook accepted"
+                connection = %conn.name, %client_id, %event_id, held = !conn.enabled,
+                "webhook accepted"
             );
             Ok((
                 StatusCode::ACCEPTED,
-                WebhookAnswer {
-                    status: "accepted",
-                    event_id: Some(new.id),
-                },
+                WebhookAnswer::new("accepted", Some(event_id)),
             ))
         }
         Inserted::Duplicate { event_id } => {
             tracing::info!(connection = %conn.name, %event_id, "webhook duplicate");
             Ok((
                 StatusCode::OK,
-                WebhookAnswer {
-                    status: "duplicate",
-                    event_id: Some(event_id),
-                },
+                WebhookAnswer::new("duplicate", Some(event_id)),
             ))
         }
-    }
-}
-
-/// A connection with its webhook secrets opened, as the webhook path needs it.
-pub struct Receiver {
-    conn: Connection,
-    /// (expires_at, secret) of every secret not expired when loaded.
-    secrets: Vec<(Option<chrono::DateTime<chrono::Utc>>, SecretString)>,
-}
-
-/// How long this process reuses a loaded [`Receiver`]. Its own edits drop it at
-/// once; another replica's edits (a new secret, a deleted connection) reach it
-/// within this time. Expired secrets are refused at once either way.
-pub const RECEIVER_TTL: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// The cache of receivers, by connection name.
-pub fn receiver_cache() -> moka::future::Cache<String, Arc<Receiver>> {
-    moka::future::Cache::builder()
-        .time_to_live(RECEIVER_TTL)
-        .max_capacity(10_000)
-        .build()
-}
-
-/// The connection named `name` with its secrets, from the cache or the store.
-async fn receiver(state: &AppState, name: &str) -> Result<Arc<Receiver>, ApiError> {
-    if let Some(r) = state.receivers.get(name).await {
-        return Ok(r);
-    }
-    let conn = state
-        .store
-        .get_connection(name)
-        .await?
-        .ok_or_else(|| ApiError::UnknownConnection(name.to_string()))?;
-    let now = state.clock.now();
-    let secrets = state
-        .store
-        .valid_webhook_secrets(&conn.id, now)
-        .await?
-        .iter()
-        .map(|s| {
-            state
-                .master_key
-                .open(&webhook_secret_context(&conn.id, &s.id), &s.sealed)
-                .map(|secret| (s.expires_at, secret))
-                .map_err(|e| ApiError::Internal(e.into()))
-        })
-        .collect::<Result<_, _>>()?;
-    let r = Arc::new(Receiver { conn, secrets });
-    state.receivers.insert(name.to_string(), r.clone()).await;
-    Ok(r)
-}
-
-/// What a verified signature tells about the request.
-struct Signed {
-    idempotency_key: String,
-    /// The signed `webhook-timestamp` (Standard Webhooks only).
-    timestamp: Option<i64>,
-}
-
-fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
-    req.headers().get(name).and_then(|v| v.to_str().ok())
-}
-
-fn verify_request(
-    req: &HttpRequest,
-    conn: &Connection,
-    body: &[u8],
-    secrets: &[SecretString],
-    now_unix: i64,
-) -> Result<Signed, ApiError> {
-    let to_api = |e: VerifyError| match e {
-        VerifyError::TimestampOutOfTolerance => ApiError::TimestampOutOfTolerance,
-        other => ApiError::InvalidSignature(other.to_string()),
-    };
-    match conn.signature_scheme {
-        SignatureScheme::StandardWebhooks => {
-            let headers = StandardHeaders {
-                id: header(req, "webhook-id"),
-                timestamp: header(req, "webhook-timestamp"),
-                signature: header(req, "webhook-signature"),
-            };
-            let id = verify::verify_standard(headers, body, secrets, now_unix).map_err(to_api)?;
-            Ok(Signed {
-                idempotency_key: bounded_key(id),
-                timestamp: headers.timestamp.and_then(|t| t.trim().parse().ok()),
-            })
-        }
-        SignatureScheme::HmacSha256Hex => {
-            let name = conn.effective_signature_header();
-            verify::verify_hex(name, header(req, name), body, secrets).map_err(to_api)?;
-            let key = header(req, "webhook-id")
-                .or_else(|| header(req, "x-request-id"))
-                .filter(|k| !k.trim().is_empty())
-                .map(bounded_key)
-                .unwrap_or_else(|| format!("sha256:{}", hex::encode(Sha256::digest(body))));
-            Ok(Signed {
-                idempotency_key: key,
-                timestamp: None,
-            })
-        }
-    }
-}
-
-fn bounded_key(key: &str) -> String {
-    if key.len() <= MAX_KEY_LEN {
-        key.to_string()
-    } else {
-        format!("sha256:{}", hex::encode(Sha256::digest(key.as_bytes())))
     }
 }

@@ -2,6 +2,39 @@
 
 use serde::Deserialize;
 
+/// Error codes the service acts on, in one place: Salesforce's own
+/// (`errorCode` / `statusCode`), then the ones leadbridge records for
+/// failures that have no Salesforce code.
+pub mod codes {
+    pub const INVALID_SESSION_ID: &str = "INVALID_SESSION_ID";
+    pub const UNABLE_TO_LOCK_ROW: &str = "UNABLE_TO_LOCK_ROW";
+    pub const UNKNOWN_EXCEPTION: &str = "UNKNOWN_EXCEPTION";
+    pub const SERVER_UNAVAILABLE: &str = "SERVER_UNAVAILABLE";
+    pub const REQUEST_LIMIT_EXCEEDED: &str = "REQUEST_LIMIT_EXCEEDED";
+    pub const CANNOT_UPDATE_CONVERTED_LEAD: &str = "CANNOT_UPDATE_CONVERTED_LEAD";
+    pub const ENTITY_IS_DELETED: &str = "ENTITY_IS_DELETED";
+    pub const NOT_FOUND: &str = "NOT_FOUND";
+    pub const INVALID_EMAIL_ADDRESS: &str = "INVALID_EMAIL_ADDRESS";
+    pub const STRING_TOO_LONG: &str = "STRING_TOO_LONG";
+    pub const INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST: &str =
+        "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST";
+    pub const FIELD_INTEGRITY_EXCEPTION: &str = "FIELD_INTEGRITY_EXCEPTION";
+    pub const INVALID_FIELD: &str = "INVALID_FIELD";
+    pub const INVALID_FIELD_FOR_INSERT_UPDATE: &str = "INVALID_FIELD_FOR_INSERT_UPDATE";
+    pub const REQUIRED_FIELD_MISSING: &str = "REQUIRED_FIELD_MISSING";
+    pub const MULTIPLE_CHOICES: &str = "MULTIPLE_CHOICES";
+    // leadbridge's own
+    pub const TIMEOUT: &str = "TIMEOUT";
+    pub const CONNECTION_ERROR: &str = "CONNECTION_ERROR";
+    pub const CONFIGURATION: &str = "CONFIGURATION";
+    pub const TOO_MANY_REJECTIONS: &str = "TOO_MANY_REJECTIONS";
+    pub const BAD_TOKEN_ANSWER: &str = "BAD_TOKEN_ANSWER";
+    pub const BAD_COLLECTION_ANSWER: &str = "BAD_COLLECTION_ANSWER";
+    pub const BAD_DESCRIBE_ANSWER: &str = "BAD_DESCRIBE_ANSWER";
+    pub const BAD_SAVE_ANSWER: &str = "BAD_SAVE_ANSWER";
+    pub const UNKNOWN: &str = "UNKNOWN";
+}
+
 /// Which call failed; some codes mean different things per call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
@@ -53,9 +86,9 @@ impl Failure {
             | Failure::RejectedFields { code, .. }
             | Failure::Deleted { code, .. }
             | Failure::Permanent { code, .. } => code,
-            Failure::DailyLimit { .. } => "REQUEST_LIMIT_EXCEEDED",
-            Failure::SessionExpired => "INVALID_SESSION_ID",
-            Failure::Converted { .. } => "CANNOT_UPDATE_CONVERTED_LEAD",
+            Failure::DailyLimit { .. } => codes::REQUEST_LIMIT_EXCEEDED,
+            Failure::SessionExpired => codes::INVALID_SESSION_ID,
+            Failure::Converted { .. } => codes::CANNOT_UPDATE_CONVERTED_LEAD,
             Failure::Auth { error, .. } => error,
         }
     }
@@ -104,7 +137,7 @@ pub fn oauth_hint(error: &str, description: &str) -> &'static str {
 /// One error of a single-record call (`errorCode`) or of a composite result (`statusCode`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ApiError {
+pub struct RecordError {
     #[serde(alias = "statusCode")]
     pub error_code: String,
     #[serde(default)]
@@ -115,43 +148,45 @@ pub struct ApiError {
 
 /// Codes where Salesforce names the rejected fields and the rest of the record is fine.
 const FIELD_CODES: [&str; 6] = [
-    "INVALID_EMAIL_ADDRESS",
-    "STRING_TOO_LONG",
-    "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
-    "FIELD_INTEGRITY_EXCEPTION",
-    "INVALID_FIELD",
-    "INVALID_FIELD_FOR_INSERT_UPDATE",
+    codes::INVALID_EMAIL_ADDRESS,
+    codes::STRING_TOO_LONG,
+    codes::INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST,
+    codes::FIELD_INTEGRITY_EXCEPTION,
+    codes::INVALID_FIELD,
+    codes::INVALID_FIELD_FOR_INSERT_UPDATE,
 ];
 
 /// Sorts one record-level error (single-record body or composite result).
-pub fn classify_record(op: Op, err: &ApiError) -> Failure {
+pub fn classify_record(op: Op, err: &RecordError) -> Failure {
     let code = err.error_code.as_str();
     let message = err.message.clone();
     match code {
-        "INVALID_SESSION_ID" => Failure::SessionExpired,
-        "UNABLE_TO_LOCK_ROW" | "UNKNOWN_EXCEPTION" | "SERVER_UNAVAILABLE" => Failure::Transient {
-            code: code.into(),
-            message,
-        },
-        "REQUEST_LIMIT_EXCEEDED" if message.contains("TotalRequests") => {
+        codes::INVALID_SESSION_ID => Failure::SessionExpired,
+        codes::UNABLE_TO_LOCK_ROW | codes::UNKNOWN_EXCEPTION | codes::SERVER_UNAVAILABLE => {
+            Failure::Transient {
+                code: code.into(),
+                message,
+            }
+        }
+        codes::REQUEST_LIMIT_EXCEEDED if message.contains("TotalRequests") => {
             Failure::DailyLimit { message }
         }
-        "REQUEST_LIMIT_EXCEEDED" => Failure::Transient {
+        codes::REQUEST_LIMIT_EXCEEDED => Failure::Transient {
             code: code.into(),
             message,
         },
-        "CANNOT_UPDATE_CONVERTED_LEAD" => Failure::Converted { message },
-        "ENTITY_IS_DELETED" => Failure::Deleted {
+        codes::CANNOT_UPDATE_CONVERTED_LEAD => Failure::Converted { message },
+        codes::ENTITY_IS_DELETED => Failure::Deleted {
             code: code.into(),
             message,
         },
-        "NOT_FOUND" if op == Op::Update => Failure::Deleted {
+        codes::NOT_FOUND if op == Op::Update => Failure::Deleted {
             code: code.into(),
             message,
         },
         c if FIELD_CODES.contains(&c) => {
             let mut fields = err.fields.clone();
-            if fields.is_empty() && c == "INVALID_FIELD" {
+            if fields.is_empty() && c == codes::INVALID_FIELD {
                 fields.extend(no_such_column(&message));
             }
             if fields.is_empty() {
@@ -182,11 +217,11 @@ fn no_such_column(message: &str) -> Option<String> {
 
 /// Sorts a failed REST answer by status and body.
 pub fn classify(op: Op, status: u16, body: &[u8]) -> Failure {
-    let errors: Vec<ApiError> = serde_json::from_slice(body).unwrap_or_default();
+    let errors: Vec<RecordError> = serde_json::from_slice(body).unwrap_or_default();
     if let Some(first) = errors.first() {
         let failure = classify_record(op, first);
         return match (op, status, failure) {
-            (Op::Upsert, 404, Failure::Permanent { code, .. }) if code == "NOT_FOUND" => {
+            (Op::Upsert, 404, Failure::Permanent { code, .. }) if code == codes::NOT_FOUND => {
                 Failure::Permanent {
                     code,
                     message: "the externalIdField is not an External ID field of Lead in this org"
@@ -202,11 +237,11 @@ pub fn classify(op: Op, status: u16, body: &[u8]) -> Failure {
     match status {
         401 => Failure::SessionExpired,
         300 if op == Op::Upsert => Failure::Permanent {
-            code: "MULTIPLE_CHOICES".into(),
+            code: codes::MULTIPLE_CHOICES.into(),
             message: "several Leads have this external id".into(),
         },
         404 if op == Op::Update => Failure::Deleted {
-            code: "NOT_FOUND".into(),
+            code: codes::NOT_FOUND.into(),
             message: "the Lead does not exist".into(),
         },
         s if s >= 500 || s == 429 => Failure::transient(&format!("HTTP_{s}"), snippet(body)),
@@ -297,7 +332,7 @@ mod tests {
 
     #[test]
     fn composite_results_use_status_code_and_classify_the_same() {
-        let err: ApiError = serde_json::from_str(r#"{"statusCode":"INVALID_EMAIL_ADDRESS","message":"Email: invalid","fields":["Email"]}"#).unwrap();
+        let err: RecordError = serde_json::from_str(r#"{"statusCode":"INVALID_EMAIL_ADDRESS","message":"Email: invalid","fields":["Email"]}"#).unwrap();
         assert!(matches!(
             classify_record(Op::Create, &err),
             Failure::RejectedFields { .. }

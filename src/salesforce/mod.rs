@@ -13,8 +13,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::connections::Connection;
 use crate::crypto::MasterKey;
+use crate::domain::Connection;
 use crate::mapping::{FieldInfo, LeadFields};
 pub use errors::{Failure, Op};
 
@@ -229,7 +229,10 @@ impl Salesforce {
             return Err(errors::classify_oauth(status.as_u16(), &body));
         }
         let answer: TokenAnswer = serde_json::from_slice(&body).map_err(|e| {
-            Failure::transient("BAD_TOKEN_ANSWER", format!("unreadable token answer: {e}"))
+            Failure::transient(
+                errors::codes::BAD_TOKEN_ANSWER,
+                format!("unreadable token answer: {e}"),
+            )
         })?;
         tracing::info!(domain = %c.domain_url, "salesforce token fetched");
         Ok(Token {
@@ -390,13 +393,13 @@ impl Salesforce {
         let (_, bytes) = self.send(c, op, method, &path, Some(&body)).await?;
         let answers: Vec<RecordAnswer> = serde_json::from_slice(&bytes).map_err(|e| {
             Failure::transient(
-                "BAD_COLLECTION_ANSWER",
+                errors::codes::BAD_COLLECTION_ANSWER,
                 format!("unreadable collections answer: {e}"),
             )
         })?;
         if answers.len() != n {
             return Err(Failure::transient(
-                "BAD_COLLECTION_ANSWER",
+                errors::codes::BAD_COLLECTION_ANSWER,
                 format!("{} results for {n} records", answers.len()),
             ));
         }
@@ -410,7 +413,7 @@ impl Salesforce {
                 _ => Err(match a.errors.first() {
                     Some(e) => errors::classify_record(op, e),
                     None => Failure::Permanent {
-                        code: "UNKNOWN".into(),
+                        code: errors::codes::UNKNOWN.into(),
                         message: "failed without an error".into(),
                     },
                 }),
@@ -472,7 +475,10 @@ impl Salesforce {
 
 fn parse_describe(body: &[u8]) -> Result<LeadDescribe, Failure> {
     let answer: DescribeAnswer = serde_json::from_slice(body).map_err(|e| {
-        Failure::transient("BAD_DESCRIBE_ANSWER", format!("unreadable describe: {e}"))
+        Failure::transient(
+            errors::codes::BAD_DESCRIBE_ANSWER,
+            format!("unreadable describe: {e}"),
+        )
     })?;
     let mut out = LeadDescribe::default();
     for f in answer.fields {
@@ -514,7 +520,7 @@ struct RecordAnswer {
     #[serde(default)]
     created: Option<bool>,
     #[serde(default)]
-    errors: Vec<errors::ApiError>,
+    errors: Vec<errors::RecordError>,
 }
 
 fn describe_key(c: &Credentials) -> String {
@@ -524,7 +530,7 @@ fn describe_key(c: &Credentials) -> String {
 fn save_answer(bytes: &[u8]) -> Result<SaveAnswer, Failure> {
     serde_json::from_slice(bytes).map_err(|e| {
         Failure::transient(
-            "BAD_SAVE_ANSWER",
+            errors::codes::BAD_SAVE_ANSWER,
             format!("unreadable answer to a write: {e}"),
         )
     })
@@ -542,9 +548,9 @@ fn op_name(op: Op) -> &'static str {
 
 fn transport(e: reqwest::Error) -> Failure {
     let code = if e.is_timeout() {
-        "TIMEOUT"
+        errors::codes::TIMEOUT
     } else {
-        "CONNECTION_ERROR"
+        errors::codes::CONNECTION_ERROR
     };
     // reqwest's Display names the URL, never headers or bodies.
     Failure::transient(code, e.without_url().to_string())

@@ -5,7 +5,10 @@ use sqlx::AnyConnection;
 
 use super::events::insert_events_in;
 use super::rows::{job_from_row, JOB_SELECT};
-use super::{to_millis, BackfillJob, JobProgress, JobState, NewEvent, Store, StoreError};
+use super::{to_millis, NewEvent, Store, StoreError};
+use crate::domain::{BackfillJob, JobProgress, JobState};
+
+use crate::domain::ConnectionId;
 
 impl Store {
     /// Stores a chunk of a backfill's events and the job's progress in one
@@ -28,7 +31,7 @@ impl Store {
     pub async fn create_backfill_job(
         &self,
         job_id: &str,
-        connection_id: &str,
+        connection_id: &ConnectionId,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         sqlx::query(
@@ -53,7 +56,7 @@ impl Store {
     /// A connection's most recent jobs, newest first.
     pub async fn backfill_jobs(
         &self,
-        connection_id: &str,
+        connection_id: &ConnectionId,
         limit: u32,
     ) -> Result<Vec<BackfillJob>, StoreError> {
         sqlx::query(&format!(
@@ -71,7 +74,7 @@ impl Store {
     /// A job of a connection, with its events counted.
     pub async fn backfill_job(
         &self,
-        connection_id: &str,
+        connection_id: &ConnectionId,
         job_id: &str,
     ) -> Result<Option<BackfillJob>, StoreError> {
         sqlx::query(&format!(

@@ -6,10 +6,10 @@ use super::dialect::{in_list, IN_CHUNK};
 use super::rows::{
     backlog_from_rows, claim_from_row, client_from_row, BACKLOG_CLIENTS, BACKLOG_EVENTS,
 };
-use super::{
-    to_millis, Backlog, Claim, ClientRecord, ClientState, ClientUpdate, NextAttempt, Store,
-    StoreError, SyncError,
-};
+use super::{to_millis, Backlog, Claim, Store, StoreError};
+use crate::domain::{ClientRecord, ClientState, ClientUpdate, NextAttempt, SyncError};
+
+use crate::domain::{ClientId, ConnectionId};
 
 impl Store {
     /// Leases up to `limit` due clients of enabled, unpaused connections to
@@ -52,7 +52,7 @@ impl Store {
     /// [`Store::claim_due`] within one connection and urgency, oldest due first.
     pub async fn claim_due_in(
         &self,
-        connection_id: &str,
+        connection_id: &ConnectionId,
         urgent: bool,
         now: DateTime<Utc>,
         owner: &str,
@@ -94,8 +94,8 @@ impl Store {
 
     pub async fn client(
         &self,
-        connection_id: &str,
-        client_id: &str,
+        connection_id: &ConnectionId,
+        client_id: &ClientId,
     ) -> Result<Option<ClientRecord>, StoreError> {
         sqlx::query(&format!(
             "{CLIENT_SELECT} WHERE c.connection_id = $1 AND c.client_id = $2"
@@ -239,7 +239,7 @@ impl Store {
     /// Clients of a connection by client id after `after`, in the given states (all if empty).
     pub async fn list_clients(
         &self,
-        connection_id: &str,
+        connection_id: &ConnectionId,
         states: &[ClientState],
         after: Option<&str>,
         limit: u32,
@@ -271,8 +271,8 @@ impl Store {
     /// Makes a client due now with a fresh attempt count; false if unknown.
     pub async fn requeue_client(
         &self,
-        connection_id: &str,
-        client_id: &str,
+        connection_id: &ConnectionId,
+        client_id: &ClientId,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(&format!(
@@ -289,7 +289,7 @@ impl Store {
     /// Requeues every dead client of a connection; returns how many.
     pub async fn requeue_dead(
         &self,
-        connection_id: &str,
+        connection_id: &ConnectionId,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
         let done = sqlx::query(&format!(
@@ -305,8 +305,8 @@ impl Store {
     /// The records of these clients of a connection (unknown ones are left out).
     pub async fn clients_by_id(
         &self,
-        connection_id: &str,
-        client_ids: &[String],
+        connection_id: &ConnectionId,
+        client_ids: &[ClientId],
     ) -> Result<Vec<ClientRecord>, StoreError> {
         let mut out = Vec::with_capacity(client_ids.len());
         for chunk in client_ids.chunks(IN_CHUNK) {

@@ -3,8 +3,10 @@
 use chrono::{DateTime, Utc};
 
 use super::rows::{connection_from_row, mapping_json, secret_from_row, unique_violation};
-use super::{to_millis, ApiUsage, Store, StoreError, WebhookSecretRecord};
-use crate::connections::Connection;
+use super::{to_millis, Store, StoreError, WebhookSecretRecord};
+use crate::domain::{ApiUsage, Connection};
+
+use crate::domain::{ConnectionId, ConnectionName};
 
 impl Store {
     /// Stores a new connection with its first webhook secret. `Conflict` if the name is taken.
@@ -66,7 +68,10 @@ impl Store {
             .collect()
     }
 
-    pub async fn get_connection(&self, name: &str) -> Result<Option<Connection>, StoreError> {
+    pub async fn get_connection(
+        &self,
+        name: &ConnectionName,
+    ) -> Result<Option<Connection>, StoreError> {
         sqlx::query("SELECT * FROM connections WHERE name = $1")
             .bind(name)
             .fetch_optional(&self.pool)
@@ -104,7 +109,7 @@ impl Store {
     }
 
     /// Deletes a connection with its secrets and events; false if there was none.
-    pub async fn delete_connection(&self, name: &str) -> Result<bool, StoreError> {
+    pub async fn delete_connection(&self, name: &ConnectionName) -> Result<bool, StoreError> {
         let done = sqlx::query("DELETE FROM connections WHERE name = $1")
             .bind(name)
             .execute(&self.pool)
@@ -112,7 +117,10 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    pub async fn connection_by_id(&self, id: &str) -> Result<Option<Connection>, StoreError> {
+    pub async fn connection_by_id(
+        &self,
+        id: &ConnectionId,
+    ) -> Result<Option<Connection>, StoreError> {
         sqlx::query("SELECT * FROM connections WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
@@ -125,7 +133,7 @@ impl Store {
     /// The connection's secrets that verify webhooks at `now`, newest first.
     pub async fn valid_webhook_secrets(
         &self,
-        connection_id: &str,
+        connection_id: &ConnectionId,
         now: DateTime<Utc>,
     ) -> Result<Vec<WebhookSecretRecord>, StoreError> {
         sqlx::query(
@@ -182,7 +190,7 @@ impl Store {
     /// Records the org's API usage as Salesforce last reported it.
     pub async fn record_api_usage(
         &self,
-        connection_id: &str,
+        connection_id: &ConnectionId,
         usage: ApiUsage,
     ) -> Result<(), StoreError> {
         sqlx::query(
@@ -200,7 +208,7 @@ impl Store {
     /// Stops claiming the connection's clients until `until` (the daily API limit).
     pub async fn pause_connection(
         &self,
-        connection_id: &str,
+        connection_id: &ConnectionId,
         until: DateTime<Utc>,
         reason: &str,
     ) -> Result<(), StoreError> {
@@ -217,13 +225,14 @@ impl Store {
     pub async fn claimable_connections(
         &self,
         now: DateTime<Utc>,
-    ) -> Result<Vec<String>, StoreError> {
-        Ok(sqlx::query_scalar(
+    ) -> Result<Vec<ConnectionId>, StoreError> {
+        let ids: Vec<String> = sqlx::query_scalar(
             "SELECT id FROM connections
              WHERE enabled AND (paused_until IS NULL OR paused_until <= $1) ORDER BY id",
         )
         .bind(to_millis(now))
         .fetch_all(&self.pool)
-        .await?)
+        .await?;
+        Ok(ids.into_iter().map(ConnectionId::from_stored).collect())
     }
 }

@@ -9,6 +9,8 @@ use super::dialect::{in_list, values, IN_CHUNK};
 use super::rows::{cache_statement, client_key, event_from_row};
 use super::{to_millis, Inserted, NewEvent, Store, StoreError, StoredEvent};
 
+use crate::domain::{ClientId, ConnectionId};
+
 impl Store {
     /// Stores an event durably (committed when this returns), or reports a duplicate.
     pub async fn insert_event(&self, event: &NewEvent) -> Result<Inserted, StoreError> {
@@ -33,7 +35,7 @@ impl Store {
     /// Events of a connection not yet synced, in arrival order.
     pub async fn pending_events(
         &self,
-        connection_id: &str,
+        connection_id: &ConnectionId,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         sqlx::query(
             "SELECT * FROM events WHERE connection_id = $1 AND processed_at IS NULL ORDER BY seq",
@@ -49,8 +51,8 @@ impl Store {
     /// The client's events not yet done, in arrival order.
     pub async fn client_events(
         &self,
-        connection_id: &str,
-        client_id: &str,
+        connection_id: &ConnectionId,
+        client_id: &ClientId,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         sqlx::query(
             "SELECT * FROM events
@@ -68,8 +70,8 @@ impl Store {
     /// The pending events of these clients, by client then arrival.
     pub async fn events_of_clients(
         &self,
-        connection_id: &str,
-        client_ids: &[String],
+        connection_id: &ConnectionId,
+        client_ids: &[ClientId],
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let mut out = Vec::new();
         for chunk in client_ids.chunks(IN_CHUNK) {

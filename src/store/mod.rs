@@ -21,40 +21,27 @@ use sqlx::{AnyPool, Executor};
 
 pub use dialect::Dialect;
 
+use crate::domain::{ClientId, ClientState, ConnectionId, ConnectionName};
+
 /// A webhook secret of a connection, sealed. `expires_at` is set once it has
 /// been rotated out; until then it is the current secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookSecretRecord {
     pub id: String,
-    pub connection_id: String,
+    pub connection_id: ConnectionId,
     pub sealed: String,
     pub created_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
-}
-
-/// The org's daily API usage, from `Sforce-Limit-Info: api-usage=USED/MAX`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ApiUsage {
-    pub used: i64,
-    pub max: i64,
-    pub at: DateTime<Utc>,
-}
-
-impl ApiUsage {
-    /// Whether `used` has reached `percent` of `max`.
-    pub fn at_least(&self, percent: u8) -> bool {
-        self.max > 0 && self.used * 100 >= self.max * i64::from(percent)
-    }
 }
 
 /// An accepted webhook, about to be stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewEvent {
     pub id: String,
-    pub connection_id: String,
+    pub connection_id: ConnectionId,
     /// `webhook-id`, `X-Request-Id` or the body's SHA-256: duplicates share it.
     pub idempotency_key: String,
-    pub client_id: String,
+    pub client_id: ClientId,
     pub event_type: String,
     pub occurred_at: DateTime<Utc>,
     pub received_at: DateTime<Utc>,
@@ -71,9 +58,9 @@ pub struct NewEvent {
 pub struct StoredEvent {
     pub seq: i64,
     pub id: String,
-    pub connection_id: String,
+    pub connection_id: ConnectionId,
     pub idempotency_key: String,
-    pub client_id: String,
+    pub client_id: ClientId,
     pub event_type: String,
     pub occurred_at: DateTime<Utc>,
     pub received_at: DateTime<Utc>,
@@ -90,180 +77,17 @@ pub enum Inserted {
     Duplicate { event_id: String },
 }
 
-/// Where a client stands with Salesforce (`held` is derived, not stored).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientState {
-    Pending,
-    Synced,
-    Retrying,
-    Dead,
-    Converted,
-}
-
-impl ClientState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ClientState::Pending => "pending",
-            ClientState::Synced => "synced",
-            ClientState::Retrying => "retrying",
-            ClientState::Dead => "dead",
-            ClientState::Converted => "converted",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "pending" => ClientState::Pending,
-            "synced" => ClientState::Synced,
-            "retrying" => ClientState::Retrying,
-            "dead" => ClientState::Dead,
-            "converted" => ClientState::Converted,
-            _ => return None,
-        })
-    }
-}
-
-/// The last error Salesforce gave for a client.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SyncError {
-    pub code: String,
-    pub message: String,
-}
-
-/// A client's sync record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientRecord {
-    pub connection_id: String,
-    pub client_id: String,
-    pub state: ClientState,
-    pub lead_id: Option<String>,
-    pub attempts: u32,
-    pub first_failure_at: Option<DateTime<Utc>>,
-    pub next_attempt_at: Option<DateTime<Utc>>,
-    pub last_error: Option<SyncError>,
-    pub last_synced_at: Option<DateTime<Utc>>,
-    pub warnings: Vec<String>,
-    /// JSON of [`crate::mapping::Known`]: what was last written.
-    pub known: String,
-    pub company_sent: bool,
-    pub pending_events: u32,
-}
-
 /// A client a worker has leased for one write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
-    pub connection_id: String,
-    pub client_id: String,
-}
-
-/// When a client is next due after an attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NextAttempt {
-    /// At this time (a retry).
-    At(DateTime<Utc>),
-    /// Now if events arrived during the write, else when one does.
-    IfEventsPending,
-    /// Only when a new event arrives or an operator retries (dead).
-    Never,
-}
-
-/// What a worker learned from one attempt, written back with the lease released.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientUpdate {
-    pub state: ClientState,
-    pub lead_id: Option<String>,
-    pub attempts: u32,
-    pub first_failure_at: Option<DateTime<Utc>>,
-    /// When the client is next due.
-    pub next: NextAttempt,
-    pub last_error: Option<SyncError>,
-    pub last_synced_at: Option<DateTime<Utc>>,
-    pub warnings: Vec<String>,
-    pub known: String,
-    pub company_sent: bool,
-    /// These events (by `seq`) are done: confirmed by Salesforce, or skipped.
-    /// Listed one by one: with concurrent writers, sequence order is not commit
-    /// order, so "everything up to the highest seq read" could include an
-    /// event this attempt never saw.
-    pub processed: Vec<i64>,
-}
-
-/// One line of a backfill that was not accepted.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-pub struct Rejection {
-    /// Counted from 1.
-    pub line: u64,
-    pub error: String,
-}
-
-/// Where a backfill upload stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobState {
-    /// Lines are still arriving.
-    Receiving,
-    /// The whole file was read; its rows are queued or synced.
-    Received,
-    /// The upload stopped before its end (the sender went away, or the
-    /// service stopped); the lines stored before that are kept and synced.
-    Interrupted,
-}
-
-impl JobState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobState::Receiving => "receiving",
-            JobState::Received => "received",
-            JobState::Interrupted => "interrupted",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "receiving" => JobState::Receiving,
-            "received" => JobState::Received,
-            "interrupted" => JobState::Interrupted,
-            _ => return None,
-        })
-    }
-}
-
-/// What an upload has read so far, written as it goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobProgress {
-    pub job_id: String,
-    pub state: JobState,
-    pub read: u64,
-    /// Lines stored, this chunk included.
-    pub accepted: u64,
-    pub rejected_count: u64,
-    /// The first [`MAX_REJECTIONS_KEPT`] rejected lines.
-    pub rejected: Vec<Rejection>,
-    pub at: DateTime<Utc>,
-}
-
-/// Rejected lines a job keeps with their error; the rest are only counted.
-pub const MAX_REJECTIONS_KEPT: usize = 1000;
-
-/// A backfill job as stored, with `accepted` and `synced` counted from its events.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BackfillJob {
-    pub id: String,
-    pub connection_id: String,
-    pub state: JobState,
-    pub read: u64,
-    pub accepted: u64,
-    pub synced: u64,
-    pub rejected_count: u64,
-    pub rejected: Vec<Rejection>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub finished_at: Option<DateTime<Utc>>,
+    pub connection_id: ConnectionId,
+    pub client_id: ClientId,
 }
 
 /// Clients of one connection in one state, and its events not yet done.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Backlog {
-    pub connection: String,
+    pub connection: ConnectionName,
     pub enabled: bool,
     /// (state, clients)
     pub clients: Vec<(ClientState, u64)>,
@@ -282,6 +106,13 @@ pub enum StoreError {
     /// Stored data that this version cannot read.
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
+    /// The committer that stores webhooks has stopped (the service is shutting down).
+    #[error("the store is unavailable: the committer has stopped")]
+    Stopped,
+    /// The database refused the data itself (a constraint or an unstorable
+    /// value): trying again will not help.
+    #[error("the database refused the data: {0}")]
+    Rejected(String),
 }
 
 impl StoreError {
@@ -314,9 +145,40 @@ where
     result
 }
 
+impl StoreError {
+    /// The same error for each of several waiters (sqlx errors cannot be cloned).
+    pub fn shared(&self) -> StoreError {
+        match self {
+            StoreError::Conflict => StoreError::Conflict,
+            StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
+            StoreError::Rejected(m) => StoreError::Rejected(m.clone()),
+            StoreError::Stopped => StoreError::Stopped,
+            StoreError::Unavailable(e) => {
+                StoreError::Unavailable(sqlx::Error::Protocol(format!("{e}")))
+            }
+        }
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        StoreError::Unavailable(e)
+        match &e {
+            // A constraint the data broke, or a value the database cannot
+            // hold (Postgres's class 22, e.g. a NUL in text).
+            sqlx::Error::Database(d)
+                if matches!(
+                    d.kind(),
+                    sqlx::error::ErrorKind::ForeignKeyViolation
+                        | sqlx::error::ErrorKind::NotNullViolation
+                        | sqlx::error::ErrorKind::CheckViolation
+                ) || d
+                    .code()
+                    .is_some_and(|c| c.len() == 5 && c.starts_with("22")) =>
+            {
+                StoreError::Rejected(d.message().to_string())
+            }
+            _ => StoreError::Unavailable(e),
+        }
     }
 }
 

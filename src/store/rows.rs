@@ -4,11 +4,11 @@ use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{
-    from_millis, BackfillJob, Backlog, ClientRecord, ClientState, JobState, StoreError,
-    StoredEvent, SyncError, WebhookSecretRecord,
+use super::{from_millis, Backlog, StoreError, StoredEvent, WebhookSecretRecord};
+use crate::domain::{
+    ApiUsage, BackfillJob, ClientId, ClientRecord, ClientState, Connection, ConnectionId,
+    ConnectionName, JobState, SignatureScheme, SyncError,
 };
-use crate::connections::{Connection, SignatureScheme};
 
 /// Typed column access to a row of either database.
 pub(crate) trait Cols {
@@ -45,8 +45,8 @@ pub(crate) fn connection_from_row(row: &impl Cols) -> Result<Connection, StoreEr
     let scheme = row.text("signature_scheme")?;
     let mapping = row.text("field_mapping")?;
     Ok(Connection {
-        id: row.text("id")?,
-        name: row.text("name")?,
+        id: ConnectionId::from_stored(row.text("id")?),
+        name: ConnectionName::from_stored(row.text("name")?),
         caption: row.opt_text("caption")?,
         provider: row.text("provider")?,
         domain_url: row.opt_text("domain_url")?,
@@ -68,7 +68,7 @@ pub(crate) fn connection_from_row(row: &impl Cols) -> Result<Connection, StoreEr
             row.opt_int("api_max")?,
             row.opt_int("api_usage_at")?,
         ) {
-            (Some(used), Some(max), Some(at)) => Some(super::ApiUsage {
+            (Some(used), Some(max), Some(at)) => Some(ApiUsage {
                 used,
                 max,
                 at: from_millis(at)?,
@@ -81,7 +81,7 @@ pub(crate) fn connection_from_row(row: &impl Cols) -> Result<Connection, StoreEr
 pub(crate) fn secret_from_row(row: &impl Cols) -> Result<WebhookSecretRecord, StoreError> {
     Ok(WebhookSecretRecord {
         id: row.text("id")?,
-        connection_id: row.text("connection_id")?,
+        connection_id: ConnectionId::from_stored(row.text("connection_id")?),
         sealed: row.text("sealed")?,
         created_at: from_millis(row.int("created_at")?)?,
         expires_at: row.opt_int("expires_at")?.map(from_millis).transpose()?,
@@ -92,9 +92,9 @@ pub(crate) fn event_from_row(row: &impl Cols) -> Result<StoredEvent, StoreError>
     Ok(StoredEvent {
         seq: row.int("seq")?,
         id: row.text("id")?,
-        connection_id: row.text("connection_id")?,
+        connection_id: ConnectionId::from_stored(row.text("connection_id")?),
         idempotency_key: row.text("idempotency_key")?,
-        client_id: row.text("client_id")?,
+        client_id: ClientId::from_stored(row.text("client_id")?),
         event_type: row.text("event_type")?,
         occurred_at: from_millis(row.int("occurred_at")?)?,
         received_at: from_millis(row.int("received_at")?)?,
@@ -112,8 +112,8 @@ pub(crate) fn client_from_row(row: &impl Cols) -> Result<ClientRecord, StoreErro
         row.opt_int(name)?.map(from_millis).transpose()
     };
     Ok(ClientRecord {
-        connection_id: row.text("connection_id")?,
-        client_id: row.text("client_id")?,
+        connection_id: ConnectionId::from_stored(row.text("connection_id")?),
+        client_id: ClientId::from_stored(row.text("client_id")?),
         state: ClientState::parse(&state)
             .ok_or_else(|| StoreError::Corrupt(format!("client state {state}")))?,
         lead_id: row.opt_text("lead_id")?,
@@ -153,7 +153,7 @@ pub(crate) fn job_from_row(row: &impl Cols) -> Result<BackfillJob, StoreError> {
     let count = |col: &str| -> Result<u64, StoreError> { Ok(row.int(col)?.max(0) as u64) };
     Ok(BackfillJob {
         id: row.text("id")?,
-        connection_id: row.text("connection_id")?,
+        connection_id: ConnectionId::from_stored(row.text("connection_id")?),
         state: JobState::parse(&state)
             .ok_or_else(|| StoreError::Corrupt(format!("job state {state}")))?,
         read: count("lines_read")?,
@@ -192,7 +192,7 @@ pub(crate) fn backlog_from_rows(
         .iter()
         .map(|r| {
             Ok(Backlog {
-                connection: r.text("name")?,
+                connection: ConnectionName::from_stored(r.text("name")?),
                 enabled: r.flag("enabled")?,
                 clients: Vec::new(),
                 pending_events: r.int("n")?.max(0) as u64,
@@ -204,7 +204,7 @@ pub(crate) fn backlog_from_rows(
         let state = r.text("state")?;
         let state = ClientState::parse(&state)
             .ok_or_else(|| StoreError::Corrupt(format!("client state {state}")))?;
-        if let Some(b) = out.iter_mut().find(|b| b.connection == name) {
+        if let Some(b) = out.iter_mut().find(|b| b.connection == name.as_str()) {
             b.clients.push((state, r.int("n")?.max(0) as u64));
         }
     }
@@ -223,7 +223,33 @@ pub(crate) fn cache_statement(rows: usize) -> bool {
 /// A claimed client, from `RETURNING connection_id, client_id`.
 pub(crate) fn claim_from_row(row: &impl Cols) -> Result<super::Claim, StoreError> {
     Ok(super::Claim {
-        connection_id: row.text("connection_id")?,
-        client_id: row.text("client_id")?,
+        connection_id: ConnectionId::from_stored(row.text("connection_id")?),
+        client_id: ClientId::from_stored(row.text("client_id")?),
     })
 }
+
+/// Typed ids bind as the text they are stored as.
+macro_rules! bind_as_text {
+    ($($t:ty),*) => {$(
+        impl sqlx::Type<sqlx::Any> for $t {
+            fn type_info() -> sqlx::any::AnyTypeInfo {
+                <String as sqlx::Type<sqlx::Any>>::type_info()
+            }
+        }
+
+        impl<'q> sqlx::Encode<'q, sqlx::Any> for $t {
+            fn encode_by_ref(
+                &self,
+                buf: &mut <sqlx::Any as sqlx::Database>::ArgumentBuffer<'q>,
+            ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+                <String as sqlx::Encode<'q, sqlx::Any>>::encode(self.as_str().to_owned(), buf)
+            }
+        }
+    )*};
+}
+
+bind_as_text!(
+    crate::domain::ConnectionId,
+    crate::domain::ConnectionName,
+    crate::domain::ClientId
+);

@@ -5,6 +5,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
+pub use crate::domain::ClientId;
+
 /// A field of a partial update: not sent, sent as `null`, or sent with a value.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Field<T> {
@@ -46,47 +48,6 @@ fn text_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::
         Some(other) => Err(serde::de::Error::custom(format!(
             "expected a string or a number, found {other}"
         ))),
-    }
-}
-
-/// A client's identity in B2CORE: the text of a number or of a non-empty string.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ClientId(String);
-
-impl ClientId {
-    pub const MAX_LEN: usize = 255;
-
-    /// Parses `clientId` as sent: an integer, or a non-blank string.
-    pub fn parse(value: &Value) -> Result<Self, String> {
-        match value {
-            Value::Number(n) if n.is_i64() || n.is_u64() => Ok(Self(n.to_string())),
-            Value::Number(_) => Err("`data.clientId` must be an integer or a string".into()),
-            Value::String(s) if s.trim().is_empty() => {
-                Err("`data.clientId` must not be empty".into())
-            }
-            Value::String(s) if s.chars().count() > Self::MAX_LEN => Err(format!(
-                "`data.clientId` is longer than {} characters",
-                Self::MAX_LEN
-            )),
-            Value::String(s) => Ok(Self(s.clone())),
-            Value::Null => Err("`data.clientId` is required".into()),
-            _ => Err("`data.clientId` must be an integer or a string".into()),
-        }
-    }
-
-    /// Wraps a client id read back from the store (it was parsed on the way in).
-    pub fn from_stored(text: String) -> Self {
-        Self(text)
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Display for ClientId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
     }
 }
 

@@ -1,7 +1,71 @@
-//! Where a webhook enters: signature verification and parsing of B2CORE's body.
+//! Where a webhook enters: the connection's receiver (settings and opened
+//! secrets), signature verification, and parsing of B2CORE's body into the
+//! event to store.
 
 pub mod event;
+pub mod receiver;
 pub mod verify;
 
+use chrono::{DateTime, Utc};
+
 pub use event::{ClientData, ClientEvent, ClientId, Field, Parsed};
+pub use receiver::{LoadError, Receiver, Receivers, Signed};
 pub use verify::{sign_hex, sign_standard, StandardHeaders, VerifyError};
+
+use crate::store::NewEvent;
+
+/// What a verified webhook asks for.
+#[derive(Debug)]
+pub enum Intake {
+    /// An event type that is not synced.
+    Ignored { event_type: String },
+    /// A client event, ready to be stored.
+    Event(NewEvent),
+}
+
+/// Why a webhook was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    #[error(transparent)]
+    Signature(#[from] VerifyError),
+    /// The body passed the signature but is not a usable event.
+    #[error("{0}")]
+    Payload(String),
+}
+
+/// Verifies a webhook's raw `body` for `receiver`'s connection, then parses
+/// it into the event to store (received at `now`).
+pub fn intake<'r>(
+    receiver: &Receiver,
+    header: impl Fn(&str) -> Option<&'r str>,
+    body: &[u8],
+    now: DateTime<Utc>,
+) -> Result<Intake, IntakeError> {
+    let signed = receiver.verify(header, body, now)?;
+    let ev = match event::parse(body).map_err(IntakeError::Payload)? {
+        Parsed::Ignored { event_type } => return Ok(Intake::Ignored { event_type }),
+        Parsed::Client(ev) => ev,
+    };
+    let occurred_at = ev
+        .occurred_at
+        .or_else(|| {
+            signed
+                .timestamp
+                .and_then(|t| DateTime::from_timestamp(t, 0))
+        })
+        .unwrap_or(now);
+    let payload = String::from_utf8(body.to_vec())
+        .map_err(|_| IntakeError::Payload("the body is not UTF-8".into()))?;
+    Ok(Intake::Event(NewEvent {
+        id: uuid::Uuid::now_v7().to_string(),
+        connection_id: receiver.conn.id.clone(),
+        idempotency_key: signed.idempotency_key,
+        client_id: ev.client_id,
+        event_type: ev.event_type,
+        occurred_at,
+        received_at: now,
+        payload,
+        urgent: true,
+        job_id: None,
+    }))
+}

@@ -8,6 +8,7 @@ use chrono::Utc;
 use leadbridge::clock::{Clock, ManualClock};
 use leadbridge::configuration::{LogFormat, Settings};
 use leadbridge::crypto::{generate_admin_token, MasterKey};
+use leadbridge::domain::{ConnectionId, ConnectionName};
 use leadbridge::salesforce::SalesforceSettings;
 use leadbridge::startup::Application;
 use leadbridge::store::Store;
@@ -271,8 +272,9 @@ impl TestApp {
     }
 
     /// The stored id of connection `name`.
-    pub async fn connection_id(&self, name: &str) -> String {
-        self.store.get_connection(name).await.unwrap().unwrap().id
+    pub async fn connection_id(&self, name: &str) -> ConnectionId {
+        let name = ConnectionName::parse(name).unwrap();
+        self.store.get_connection(&name).await.unwrap().unwrap().id
     }
 }
 

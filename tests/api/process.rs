@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use leadbridge::crypto::{generate_admin_token, MasterKey};
+use leadbridge::domain::{ClientId, ConnectionName};
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
@@ -281,7 +282,11 @@ async fn a_restart_after_sigkill_keeps_every_accepted_event() {
     let store = leadbridge::store::open(&target.database_url())
         .await
         .unwrap();
-    let conn = store.get_connection("acme").await.unwrap().unwrap();
+    let conn = store
+        .get_connection(&ConnectionName::parse("acme").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     let mut stored: Vec<String> = store
         .pending_events(&conn.id)
         .await
@@ -660,7 +665,11 @@ async fn two_replicas_on_one_postgres_survive_a_sigkill_and_write_each_client_on
     let store = leadbridge::store::open(&target.database_url())
         .await
         .unwrap();
-    let conn = store.get_connection("acme").await.unwrap().unwrap();
+    let conn = store
+        .get_connection(&ConnectionName::parse("acme").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let synced = count_in_state(&b.base, &token, "synced").await;
@@ -755,11 +764,15 @@ async fn sigterm_finishes_the_writes_in_flight_before_exiting() {
     let store = leadbridge::store::open(&target.database_url())
         .await
         .unwrap();
-    let conn = store.get_connection("acme").await.unwrap().unwrap();
+    let conn = store
+        .get_connection(&ConnectionName::parse("acme").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     let mut recorded = 0;
     for i in 0..5 {
         let c = store
-            .client(&conn.id, &i.to_string())
+            .client(&conn.id, &ClientId::from_stored(i.to_string()))
             .await
             .unwrap()
             .unwrap();

@@ -4,15 +4,19 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
-use leadbridge::connections::{Connection, ConnectionName};
-use leadbridge::store::{
-    Claim, ClientState, ClientUpdate, Inserted, NewEvent, NextAttempt, Store, WebhookSecretRecord,
+use leadbridge::domain::{
+    ClientId, ClientState, ClientUpdate, Connection, ConnectionId, ConnectionName, NextAttempt,
 };
+use leadbridge::store::{Claim, Inserted, NewEvent, Store, WebhookSecretRecord};
+
+fn cid(s: &str) -> ClientId {
+    ClientId::from_stored(s.to_string())
+}
 
 use crate::backend::TestDb;
 
-async fn connection(store: &Store, name: &str, enabled: bool, now: DateTime<Utc>) -> String {
-    let id = uuid::Uuid::new_v4().to_string();
+async fn connection(store: &Store, name: &str, enabled: bool, now: DateTime<Utc>) -> ConnectionId {
+    let id = ConnectionId::generate();
     let mut c = Connection::new(id.clone(), ConnectionName::parse(name).unwrap(), now);
     c.enabled = enabled;
     let secret = WebhookSecretRecord {
@@ -26,13 +30,19 @@ async fn connection(store: &Store, name: &str, enabled: bool, now: DateTime<Utc>
     id
 }
 
-async fn event(store: &Store, conn: &str, client: &str, key: &str, now: DateTime<Utc>) -> Inserted {
+async fn event(
+    store: &Store,
+    conn: &ConnectionId,
+    client: &str,
+    key: &str,
+    now: DateTime<Utc>,
+) -> Inserted {
     store
         .insert_event(&NewEvent {
             id: uuid::Uuid::new_v4().to_string(),
-            connection_id: conn.into(),
+            connection_id: conn.clone(),
             idempotency_key: key.into(),
-            client_id: client.into(),
+            client_id: cid(client),
             event_type: "client.updated".into(),
             occurred_at: now,
             received_at: now,
@@ -96,7 +106,7 @@ async fn two_workers_claiming_at_once_never_get_the_same_client() {
     };
     let (a, b) = tokio::join!(tokio::spawn(claim_all("a")), tokio::spawn(claim_all("b")));
     let (a, b) = (a.unwrap(), b.unwrap());
-    let all: HashSet<&String> = a.iter().chain(&b).collect();
+    let all: HashSet<&ClientId> = a.iter().chain(&b).collect();
     assert_eq!(a.len() + b.len(), 200, "every client claimed once");
     assert_eq!(all.len(), 200, "no client claimed twice");
 }
@@ -123,7 +133,7 @@ async fn a_leased_client_returns_only_when_its_lease_ends_and_the_old_owner_cann
         .await
         .unwrap();
     assert_eq!(taken, first, "the expired lease was taken over");
-    let events = store.client_events(&conn, "c1").await.unwrap();
+    let events = store.client_events(&conn, &cid("c1")).await.unwrap();
     let seqs = events.iter().map(|e| e.seq).collect();
     assert!(
         !store
@@ -133,7 +143,7 @@ async fn a_leased_client_returns_only_when_its_lease_ends_and_the_old_owner_cann
         "a lost its lease"
     );
     assert_eq!(
-        store.client_events(&conn, "c1").await.unwrap().len(),
+        store.client_events(&conn, &cid("c1")).await.unwrap().len(),
         1,
         "nothing was marked done"
     );
@@ -182,7 +192,7 @@ async fn finishing_marks_only_the_events_read_and_a_later_one_keeps_the_client_d
         .unwrap()
         .remove(0);
     let read: Vec<i64> = store
-        .client_events(&conn, "c1")
+        .client_events(&conn, &cid("c1"))
         .await
         .unwrap()
         .iter()
@@ -194,7 +204,7 @@ async fn finishing_marks_only_the_events_read_and_a_later_one_keeps_the_client_d
         .finish_client(&claim, "a", &synced(read), now)
         .await
         .unwrap());
-    let left = store.client_events(&conn, "c1").await.unwrap();
+    let left = store.client_events(&conn, &cid("c1")).await.unwrap();
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].idempotency_key, "k2");
     let again = store
@@ -205,10 +215,10 @@ async fn finishing_marks_only_the_events_read_and_a_later_one_keeps_the_client_d
         again,
         vec![Claim {
             connection_id: conn.clone(),
-            client_id: "c1".into()
+            client_id: cid("c1")
         }]
     );
-    let client = store.client(&conn, "c1").await.unwrap().unwrap();
+    let client = store.client(&conn, &cid("c1")).await.unwrap().unwrap();
     assert_eq!(client.pending_events, 1);
 }
 
@@ -237,7 +247,7 @@ async fn disabled_and_paused_connections_are_not_claimed() {
         claims,
         vec![Claim {
             connection_id: paused,
-            client_id: "c1".into()
+            client_id: cid("c1")
         }]
     );
 }
@@ -280,9 +290,13 @@ async fn a_new_event_revives_a_dead_client_and_leaves_a_retrying_ones_backoff() 
         .unwrap();
     assert_eq!(claims.len(), 1);
     assert_eq!(claims[0].client_id, "dead");
-    let revived = store.client(&conn, "dead").await.unwrap().unwrap();
+    let revived = store.client(&conn, &cid("dead")).await.unwrap().unwrap();
     assert_eq!((revived.state, revived.attempts), (ClientState::Pending, 0));
-    let retrying = store.client(&conn, "retrying").await.unwrap().unwrap();
+    let retrying = store
+        .client(&conn, &cid("retrying"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(retrying.state, ClientState::Retrying);
     assert_eq!(
         retrying.next_attempt_at.unwrap().timestamp(),
@@ -317,7 +331,7 @@ async fn a_batch_of_events_commits_together_and_dedupes_within_itself() {
         id: uuid::Uuid::new_v4().to_string(),
         connection_id: conn.clone(),
         idempotency_key: key.into(),
-        client_id: client.into(),
+        client_id: cid(client),
         event_type: "client.updated".into(),
         occurred_at: now,
         received_at: now,
@@ -362,7 +376,7 @@ async fn every_connection_gets_a_share_of_a_claim_and_webhooks_come_before_backf
             id: uuid::Uuid::new_v4().to_string(),
             connection_id: a.clone(),
             idempotency_key: "backfill:1".into(),
-            client_id: "a0".into(),
+            client_id: cid("a0"),
             event_type: "backfill".into(),
             occurred_at: DateTime::UNIX_EPOCH,
             received_at: early,

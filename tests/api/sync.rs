@@ -133,7 +133,12 @@ async fn the_token_is_fetched_once_for_100_concurrent_writes() {
     let (app, emu) = spawn_with_org(OrgConfig::default()).await;
     emu.set_latency(std::time::Duration::from_millis(50));
     app.connect(&emu, "acme", json!({})).await;
-    let conn = app.store.get_connection("acme").await.unwrap().unwrap();
+    let conn = app
+        .store
+        .get_connection(&leadbridge::domain::ConnectionName::parse("acme").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     let key = leadbridge::crypto::MasterKey::parse(&app.master_key).unwrap();
     let creds = leadbridge::salesforce::Credentials::of(&conn, &key).unwrap();
     let sf = leadbridge::salesforce::Salesforce::new(Default::default());

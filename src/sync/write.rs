@@ -1,0 +1,304 @@
+//! The write itself: collections calls for several clients, single-record
+//! calls for one, and the mending of a rejected record (resend without the
+//! rejected field, create a deleted Lead again).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use super::outcome::Attempt;
+use super::plan::{choose, Call, Job};
+use super::{Worker, MAX_ROUNDS};
+use crate::domain::{ClientRecord, Connection};
+use crate::mapping::{self, Form, Merge, Target};
+use crate::salesforce::errors::codes;
+use crate::salesforce::{Batch, Credentials, Failure, MAX_BATCH};
+
+impl Worker {
+    /// A single-record write, bounded well inside the lease so no other worker
+    /// can claim the client while it may still reach Salesforce.
+    pub(super) async fn write_bounded(
+        &self,
+        conn: &Connection,
+        job: &Job,
+        first: Option<Failure>,
+    ) -> Attempt {
+        let budget = self.settings.lease / 2;
+        match tokio::time::timeout(budget, self.write(conn, &job.client, &job.merge, first)).await {
+            Ok(attempt) => attempt,
+            Err(_) => Attempt::Failed(Failure::Transient {
+                code: codes::TIMEOUT.into(),
+                message: format!("the write took longer than {} s", budget.as_secs()),
+            }),
+        }
+    }
+
+    /// Writes several clients with collections calls, up to 200 records each.
+    /// A record rejected in a way the single-record path can mend (a field to
+    /// drop, a deleted Lead) is sent again on its own.
+    pub(super) async fn write_batched(
+        &self,
+        conn: &Connection,
+        jobs: Vec<Job>,
+    ) -> Vec<(Job, Attempt)> {
+        let creds = match Credentials::of(conn, &self.master_key) {
+            Ok(c) => c,
+            Err(message) => {
+                let f = Failure::Permanent {
+                    code: codes::CONFIGURATION.into(),
+                    message,
+                };
+                return jobs
+                    .into_iter()
+                    .map(|j| (j, Attempt::Failed(f.clone())))
+                    .collect();
+            }
+        };
+        let describe = match self.salesforce.describe_lead(&creds).await {
+            Ok(d) => d,
+            Err(f) => {
+                return jobs
+                    .into_iter()
+                    .map(|j| (j, Attempt::Failed(f.clone())))
+                    .collect()
+            }
+        };
+        let none = BTreeSet::new();
+        let target = Target {
+            company: conn.company.as_deref(),
+            mapping: &conn.field_mapping,
+            fields: Some(&describe.fields),
+            exclude: &none,
+        };
+        // Partition by call, rendering each client's body as a single write would.
+        let mut groups: BTreeMap<u8, (Batch, Vec<(Job, mapping::Lead)>)> = BTreeMap::new();
+        for job in jobs {
+            let (form, call) = choose(
+                conn.external_id_field.as_deref(),
+                job.client.lead_id.as_deref(),
+                job.client.company_sent,
+            );
+            let mut lead = mapping::lead(form, &job.merge, &target);
+            let key = match call {
+                Call::Upsert { field } => {
+                    let id = Value::String(job.client.client_id.to_string());
+                    lead.body.insert(field.to_string(), id);
+                    0
+                }
+                Call::Update { id } => {
+                    lead.body.insert("id".into(), Value::String(id.to_string()));
+                    1
+                }
+                Call::Create => 2,
+            };
+            let batch = call.batch();
+            groups
+                .entry(key)
+                .or_insert_with(|| (batch, Vec::new()))
+                .1
+                .push((job, lead));
+        }
+        let budget = self.settings.lease / 2;
+        let mut outcomes = Vec::new();
+        for (_, (batch, items)) in groups {
+            let mut items = items.into_iter().peekable();
+            while items.peek().is_some() {
+                let chunk: Vec<(Job, mapping::Lead)> = items.by_ref().take(MAX_BATCH).collect();
+                let records = chunk.iter().map(|(_, l)| l.body.clone()).collect();
+                let answer = tokio::time::timeout(
+                    budget,
+                    self.salesforce.collection(&creds, &batch, records),
+                )
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Failure::transient(
+                        codes::TIMEOUT,
+                        "the collections call timed out",
+                    ))
+                });
+                match answer {
+                    Ok(results) => {
+                        for ((job, lead), result) in chunk.into_iter().zip(results) {
+                            let attempt = match result {
+                                Ok(w) => Attempt::Written {
+                                    lead_id: w.id,
+                                    warnings: lead.warnings,
+                                },
+                                Err(
+                                    f @ (Failure::Transient { .. }
+                                    | Failure::DailyLimit { .. }
+                                    | Failure::SessionExpired
+                                    | Failure::Auth { .. }),
+                                ) => Attempt::Failed(f),
+                                Err(Failure::Converted { message }) => {
+                                    Attempt::Converted { message }
+                                }
+                                // Rejected fields, a deleted Lead, a missing field: the
+                                // single-record path knows how to mend these.
+                                Err(f) => self.write_bounded(conn, &job, Some(f)).await,
+                            };
+                            outcomes.push((job, attempt));
+                        }
+                    }
+                    Err(f) => {
+                        for (job, _) in chunk {
+                            outcomes.push((job, Attempt::Failed(f.clone())));
+                        }
+                    }
+                }
+            }
+        }
+        outcomes
+    }
+
+    /// Sends the client's Lead, resending without fields Salesforce rejects one by
+    /// one, creating it again when it was deleted. `first` is a rejection this
+    /// record already got (in a collections call), to mend before sending.
+    async fn write(
+        &self,
+        conn: &Connection,
+        client: &ClientRecord,
+        m: &Merge,
+        first: Option<Failure>,
+    ) -> Attempt {
+        let creds = match Credentials::of(conn, &self.master_key) {
+            Ok(c) => c,
+            Err(message) => {
+                return Attempt::Failed(Failure::Permanent {
+                    code: codes::CONFIGURATION.into(),
+                    message,
+                })
+            }
+        };
+        let describe = match self.salesforce.describe_lead(&creds).await {
+            Ok(d) => d,
+            Err(f) => return Attempt::Failed(f),
+        };
+        let mut st = Mending {
+            upsert_field: conn.external_id_field.as_deref(),
+            exclude: BTreeSet::new(),
+            notes: Vec::new(),
+            lead_id: client.lead_id.clone(),
+            company_sent: client.company_sent,
+            describe,
+        };
+        if let Some(f) = first {
+            if let Some(done) = self.mend(&creds, &mut st, f).await {
+                return done;
+            }
+        }
+        for _ in 0..MAX_ROUNDS {
+            let (form, call) = choose(st.upsert_field, st.lead_id.as_deref(), st.company_sent);
+            if form == Form::Update && m.delta.is_empty() {
+                return Attempt::NothingToSend;
+            }
+            let target = Target {
+                company: conn.company.as_deref(),
+                mapping: &conn.field_mapping,
+                fields: Some(&st.describe.fields),
+                exclude: &st.exclude,
+            };
+            let lead = mapping::lead(form, m, &target);
+            let result = match call {
+                Call::Upsert { field } => {
+                    let body = without(&lead.body, field);
+                    self.salesforce
+                        .upsert(&creds, field, &client.client_id, &body)
+                        .await
+                }
+                Call::Update { id } => self.salesforce.update(&creds, id, &lead.body).await,
+                Call::Create => self.salesforce.create(&creds, &lead.body).await,
+            };
+            match result {
+                Ok(written) => {
+                    st.notes.extend(lead.warnings);
+                    return Attempt::Written {
+                        lead_id: written.id,
+                        warnings: st.notes,
+                    };
+                }
+                Err(f) => {
+                    if let Some(done) = self.mend(&creds, &mut st, f).await {
+                        return done;
+                    }
+                }
+            }
+        }
+        Attempt::Failed(Failure::Permanent {
+            code: codes::TOO_MANY_REJECTIONS.into(),
+            message: format!("Salesforce rejected {MAX_ROUNDS} versions of this Lead"),
+        })
+    }
+
+    /// Adjusts the next attempt after a failure, or returns the final outcome.
+    async fn mend(
+        &self,
+        creds: &Credentials,
+        st: &mut Mending<'_>,
+        failure: Failure,
+    ) -> Option<Attempt> {
+        match failure {
+            Failure::Deleted { .. } if st.upsert_field.is_none() && st.lead_id.is_some() => {
+                st.notes
+                    .push("the Lead had been deleted in Salesforce; it was created again".into());
+                st.lead_id = None;
+            }
+            Failure::Permanent { code, .. }
+                if code == codes::REQUIRED_FIELD_MISSING
+                    && st.upsert_field.is_some()
+                    && st.company_sent =>
+            {
+                // An upsert by external id found no Lead: send the whole record.
+                st.notes
+                    .push("the Lead was missing in Salesforce; it was created again".into());
+                st.company_sent = false;
+            }
+            Failure::Converted { message } => return Some(Attempt::Converted { message }),
+            Failure::RejectedFields {
+                fields,
+                code,
+                message,
+            } => {
+                let fresh: Vec<String> = fields
+                    .into_iter()
+                    .filter(|f| !st.exclude.contains(f))
+                    .collect();
+                let required = fresh.iter().any(|f| f == "LastName" || f == "Company");
+                if fresh.is_empty() || required {
+                    return Some(Attempt::Failed(Failure::Permanent { code, message }));
+                }
+                if code == codes::INVALID_FIELD {
+                    // The org changed since describe was cached.
+                    self.salesforce.drop_describe(creds).await;
+                    st.describe = match self.salesforce.describe_lead(creds).await {
+                        Ok(d) => d,
+                        Err(f) => return Some(Attempt::Failed(f)),
+                    };
+                }
+                st.notes
+                    .push(format!("{} not sent: {code}: {message}", fresh.join(", ")));
+                st.exclude.extend(fresh);
+            }
+            f => return Some(Attempt::Failed(f)),
+        }
+        None
+    }
+}
+
+/// What the single-record path has learned about a record so far.
+struct Mending<'a> {
+    upsert_field: Option<&'a str>,
+    exclude: BTreeSet<String>,
+    notes: Vec<String>,
+    lead_id: Option<String>,
+    company_sent: bool,
+    describe: Arc<crate::salesforce::LeadDescribe>,
+}
+
+/// The body without `field` (an upsert's body must not carry its key).
+fn without(body: &Map<String, Value>, field: &str) -> Map<String, Value> {
+    let mut b = body.clone();
+    b.remove(field);
+    b
+}

@@ -1,0 +1,158 @@
+//! A connection ready to receive webhooks: its settings and opened secrets,
+//! cached briefly, and the check of a request's signature by the
+//! connection's scheme.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+use sha2::{Digest, Sha256};
+
+use super::verify::{self, StandardHeaders, VerifyError};
+use crate::crypto::{CryptoError, MasterKey};
+use crate::domain::{webhook_secret_context, Connection, ConnectionName, SignatureScheme};
+use crate::store::{Store, StoreError};
+
+/// How long this process reuses a loaded [`Receiver`]. Its own edits drop it at
+/// once; another replica's edits (a new secret, a deleted connection) reach it
+/// within this time. Expired secrets are refused at once either way.
+pub const RECEIVER_TTL: Duration = Duration::from_secs(2);
+
+/// Longest idempotency key kept as is; longer ones are stored as their SHA-256.
+const MAX_KEY_LEN: usize = 255;
+
+/// A connection with its webhook secrets opened, as the webhook path needs it.
+pub struct Receiver {
+    pub conn: Connection,
+    /// (expires_at, secret) of every secret not expired when loaded.
+    secrets: Vec<(Option<DateTime<Utc>>, SecretString)>,
+}
+
+/// What a verified signature tells about the request.
+#[derive(Debug)]
+pub struct Signed {
+    /// `webhook-id`, `X-Request-Id` or the body's SHA-256: duplicates share it.
+    pub idempotency_key: String,
+    /// The signed `webhook-timestamp` (Standard Webhooks only).
+    pub timestamp: Option<i64>,
+}
+
+/// Why a receiver could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("no connection is named `{0}`")]
+    Unknown(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored secret does not open under this master key.
+    #[error("a webhook secret could not be opened")]
+    Sealed(#[from] CryptoError),
+}
+
+/// Receivers by connection name, each kept for [`RECEIVER_TTL`].
+#[derive(Clone)]
+pub struct Receivers {
+    cache: moka::future::Cache<ConnectionName, Arc<Receiver>>,
+}
+
+impl Default for Receivers {
+    fn default() -> Self {
+        Self {
+            cache: moka::future::Cache::builder()
+                .time_to_live(RECEIVER_TTL)
+                .max_capacity(10_000)
+                .build(),
+        }
+    }
+}
+
+impl Receivers {
+    /// The connection named `name` with its secrets, from the cache or the store.
+    pub async fn get(
+        &self,
+        store: &Store,
+        key: &MasterKey,
+        name: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Arc<Receiver>, LoadError> {
+        let unknown = || LoadError::Unknown(name.to_string());
+        let name = ConnectionName::parse(name).map_err(|_| unknown())?;
+        if let Some(r) = self.cache.get(&name).await {
+            return Ok(r);
+        }
+        let conn = store.get_connection(&name).await?.ok_or_else(unknown)?;
+        let secrets = store
+            .valid_webhook_secrets(&conn.id, now)
+            .await?
+            .iter()
+            .map(|s| {
+                key.open(&webhook_secret_context(&conn.id, &s.id), &s.sealed)
+                    .map(|secret| (s.expires_at, secret))
+            })
+            .collect::<Result<_, _>>()?;
+        let r = Arc::new(Receiver { conn, secrets });
+        self.cache.insert(name, r.clone()).await;
+        Ok(r)
+    }
+
+    /// Drops the cached receiver (after this process changed the connection).
+    pub async fn invalidate(&self, name: &ConnectionName) {
+        self.cache.invalidate(name).await;
+    }
+}
+
+impl Receiver {
+    /// Checks the request's signature over the raw `body` by the connection's
+    /// scheme, with every secret still valid at `now`. `header` reads a
+    /// request header by (case-insensitive) name.
+    pub fn verify<'r>(
+        &self,
+        header: impl Fn(&str) -> Option<&'r str>,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<Signed, VerifyError> {
+        // Expiry is checked against the clock on every request, cached or not.
+        let secrets: Vec<SecretString> = self
+            .secrets
+            .iter()
+            .filter(|(expires_at, _)| expires_at.is_none_or(|t| t > now))
+            .map(|(_, s)| s.clone())
+            .collect();
+        match self.conn.signature_scheme {
+            SignatureScheme::StandardWebhooks => {
+                let headers = StandardHeaders {
+                    id: header("webhook-id"),
+                    timestamp: header("webhook-timestamp"),
+                    signature: header("webhook-signature"),
+                };
+                let id = verify::verify_standard(headers, body, &secrets, now.timestamp())?;
+                Ok(Signed {
+                    idempotency_key: bounded_key(id),
+                    timestamp: headers.timestamp.and_then(|t| t.trim().parse().ok()),
+                })
+            }
+            SignatureScheme::HmacSha256Hex => {
+                let name = self.conn.effective_signature_header();
+                verify::verify_hex(name, header(name), body, &secrets)?;
+                let key = header("webhook-id")
+                    .or_else(|| header("x-request-id"))
+                    .filter(|k| !k.trim().is_empty())
+                    .map(bounded_key)
+                    .unwrap_or_else(|| format!("sha256:{}", hex::encode(Sha256::digest(body))));
+                Ok(Signed {
+                    idempotency_key: key,
+                    timestamp: None,
+                })
+            }
+        }
+    }
+}
+
+fn bounded_key(key: &str) -> String {
+    if key.len() <= MAX_KEY_LEN {
+        key.to_string()
+    } else {
+        format!("sha256:{}", hex::encode(Sha256::digest(key.as_bytes())))
+    }
+}
