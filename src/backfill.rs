@@ -10,15 +10,122 @@
 //! webhook pending are written first, and backfill waits while the API budget
 //! is spent.
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
+use futures_util::{Stream, StreamExt};
 use serde_json::Value;
+use tokio::sync::Notify;
 
+use crate::clock::Clock;
 use crate::domain::{
-    ClientId, ConnectionId, JobProgress, JobState, Rejection, MAX_REJECTIONS_KEPT,
+    BackfillJob, ClientId, Connection, ConnectionId, JobProgress, JobState, Rejection,
+    MAX_REJECTIONS_KEPT,
 };
-use crate::store::NewEvent;
+use crate::store::{NewEvent, Store, StoreError};
 use crate::webhook::event;
+
+/// Why an upload ended before its whole file was stored.
+#[derive(Debug, thiserror::Error)]
+pub enum BackfillError {
+    /// `asOf` is later than now.
+    #[error("`asOf` is in the future: a backfill cannot be newer than now")]
+    FromTheFuture,
+    /// The sender's stream broke off; the lines read before are kept.
+    #[error("the upload broke off: {0}")]
+    BrokeOff(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Where an upload is stored, and who is told of new events.
+pub struct Backfill<'a> {
+    pub store: &'a Store,
+    pub clock: &'a dyn Clock,
+    /// Woken for each stored chunk, so the worker starts on it.
+    pub wake: &'a Notify,
+    /// Longest line, in bytes.
+    pub max_line: usize,
+}
+
+impl Backfill<'_> {
+    /// Reads an NDJSON upload for `conn` as it streams in, storing it in
+    /// chunks with the job's progress, and returns the job once the whole
+    /// upload is stored. Every complete line read is stored even when the
+    /// upload breaks off (a partial last line is not a line); the job is
+    /// then `interrupted`.
+    pub async fn receive<E: std::fmt::Display>(
+        &self,
+        conn: &Connection,
+        as_of: Option<DateTime<Utc>>,
+        mut body: impl Stream<Item = Result<Bytes, E>> + Unpin,
+    ) -> Result<BackfillJob, BackfillError> {
+        let now = self.clock.now();
+        if as_of.is_some_and(|t| t > now) {
+            return Err(BackfillError::FromTheFuture);
+        }
+        let job_id = uuid::Uuid::now_v7().to_string();
+        self.store
+            .create_backfill_job(&job_id, &conn.id, now)
+            .await?;
+        tracing::info!(connection = %conn.name, %job_id, "backfill started");
+
+        let as_of = as_of.unwrap_or(DateTime::UNIX_EPOCH);
+        let mut upload = Upload::new(&job_id, &conn.id, as_of, now, self.max_line);
+        let mut lines = Lines::new(self.max_line);
+        let read: Result<(), BackfillError> = async {
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|e| BackfillError::BrokeOff(e.to_string()))?;
+                lines.feed(&chunk, |l| upload.line(l));
+                while upload.chunk_ready() {
+                    self.store_chunk(&mut upload, JobState::Receiving).await?;
+                }
+            }
+            lines.finish(|l| upload.line(l));
+            Ok(())
+        }
+        .await;
+        let last = if read.is_ok() {
+            JobState::Received
+        } else {
+            JobState::Interrupted
+        };
+        let stored = async {
+            while upload.has_pending() {
+                self.store_chunk(&mut upload, JobState::Receiving).await?;
+            }
+            self.store_chunk(&mut upload, last).await
+        }
+        .await;
+        let end = upload.progress(last, 0, self.clock.now());
+        crate::metrics::backfill_lines(&conn.name, end.accepted, end.rejected_count);
+        if let Err(e) = read.and(stored.map_err(BackfillError::from)) {
+            let interrupted = upload.progress(JobState::Interrupted, 0, self.clock.now());
+            let _ = self.store.update_backfill_job(&interrupted).await;
+            tracing::warn!(connection = %conn.name, %job_id, read = end.read, error = %e, "backfill interrupted");
+            return Err(e);
+        }
+        tracing::info!(
+            connection = %conn.name, %job_id, read = end.read, accepted = end.accepted,
+            rejected = end.rejected_count, "backfill received"
+        );
+        self.store
+            .backfill_job(&conn.id, &job_id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("backfill job {job_id} vanished")).into())
+    }
+
+    /// Stores the events read so far and the job's progress, in one transaction.
+    async fn store_chunk(&self, upload: &mut Upload, progress: JobState) -> Result<(), StoreError> {
+        let events = upload.take_chunk();
+        let p = upload.progress(progress, events.len(), self.clock.now());
+        crate::store::retry_conflicts(|| self.store.insert_backfill_chunk(&events, &p)).await?;
+        upload.stored(events.len());
+        if !events.is_empty() {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+}
 
 /// Events stored per transaction, at most.
 pub const CHUNK_EVENTS: usize = 500;

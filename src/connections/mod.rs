@@ -5,6 +5,8 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+pub mod check;
+
 use crate::crypto::MasterKey;
 use crate::domain::{
     Connection, ConnectionName, FieldMapping, SignatureScheme, DEFAULT_API_VERSION,
@@ -47,6 +49,28 @@ pub struct Rules {
     /// Allow `http://` and hosts other than `*.my.salesforce.com` (emulators).
     pub allow_insecure_salesforce: bool,
 }
+
+/// Every field of a create body; a patch takes the same (`name` and
+/// `provider` only repeating their values). The OpenAPI schemas
+/// `NewConnection` and `ConnectionSettings` list exactly these (tested).
+pub const FIELDS: [&str; 13] = [
+    "name",
+    "provider",
+    "caption",
+    "domainUrl",
+    "consumerKey",
+    "consumerSecret",
+    "company",
+    "enabled",
+    "fieldMapping",
+    "externalIdField",
+    "apiVersion",
+    "signatureScheme",
+    "signatureHeader",
+];
+
+/// The keys of `fieldMapping` (the OpenAPI schema `FieldMapping`'s properties).
+pub const MAPPING_FIELDS: [&str; 3] = ["status", "clientType", "verificationLevel"];
 
 /// Output-only fields, refused in a request body.
 const READ_ONLY: [&str; 5] = [

@@ -75,3 +75,51 @@ pub struct BackfillJob {
     pub updated_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
 }
+
+/// A job still `receiving` with no progress for this long is shown as
+/// `interrupted`: the process that read it stopped.
+pub const STALE_AFTER: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
+
+impl BackfillJob {
+    /// The job's state as an operator should see it at `now`.
+    pub fn state_at(&self, now: DateTime<Utc>) -> JobState {
+        match self.state {
+            JobState::Receiving if now - self.updated_at > STALE_AFTER => JobState::Interrupted,
+            s => s,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(state: JobState, updated_at: DateTime<Utc>) -> BackfillJob {
+        BackfillJob {
+            id: "j".into(),
+            connection_id: ConnectionId::from_stored("c".into()),
+            state,
+            read: 0,
+            accepted: 0,
+            synced: 0,
+            rejected_count: 0,
+            rejected: vec![],
+            created_at: updated_at,
+            updated_at,
+            finished_at: None,
+        }
+    }
+
+    #[test]
+    fn a_job_left_receiving_by_a_stopped_process_shows_as_interrupted() {
+        let now = Utc::now();
+        let minutes = chrono::TimeDelta::minutes;
+        let state = |state, age| job(state, now - age).state_at(now);
+        assert_eq!(state(JobState::Receiving, minutes(1)), JobState::Receiving);
+        assert_eq!(
+            state(JobState::Receiving, minutes(11)),
+            JobState::Interrupted
+        );
+        assert_eq!(state(JobState::Received, minutes(3000)), JobState::Received);
+    }
+}

@@ -4,18 +4,13 @@
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
-use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::problem::Problem;
 use super::{Admin, ApiError, AppState};
-use crate::backfill::{Lines, Upload};
-use crate::domain::{BackfillJob, JobState, Rejection};
-
-/// A job still `receiving` with no progress for this long is shown as
-/// `interrupted`: the process that read it stopped.
-const STALE_AFTER: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
+use crate::backfill::Backfill;
+use crate::domain::{BackfillJob, Rejection};
 
 /// Media types taken as NDJSON.
 const NDJSON_TYPES: [&str; 3] = [
@@ -51,10 +46,7 @@ pub struct JobView {
 
 impl JobView {
     fn of(job: BackfillJob, connection: &str, now: DateTime<Utc>) -> Self {
-        let state = match job.state {
-            JobState::Receiving if now - job.updated_at > STALE_AFTER => JobState::Interrupted,
-            s => s,
-        };
+        let state = job.state_at(now);
         Self {
             job_id: job.id,
             connection: connection.to_string(),
@@ -127,86 +119,14 @@ pub async fn upload(
             "a compressed upload is not supported: send the NDJSON as it is".into(),
         ));
     }
-    let now = state.clock.now();
-    if query.as_of.is_some_and(|t| t > now) {
-        return Err(ApiError::InvalidPayload(
-            "`asOf` is in the future: a backfill cannot be newer than now".into(),
-        ));
-    }
-    let job_id = uuid::Uuid::now_v7().to_string();
-    state
-        .store
-        .create_backfill_job(&job_id, &conn.id, now)
-        .await?;
-    tracing::info!(connection = %conn.name, %job_id, "backfill started");
-
-    let max_line = state.max_body_bytes;
-    let as_of = query.as_of.unwrap_or(DateTime::UNIX_EPOCH);
-    let mut upload = Upload::new(&job_id, &conn.id, as_of, now, max_line);
-    let mut lines = Lines::new(max_line);
-    let read: Result<(), ApiError> = async {
-        while let Some(chunk) = payload.next().await {
-            let chunk = chunk
-                .map_err(|e| ApiError::InvalidPayload(format!("the upload broke off: {e}")))?;
-            lines.feed(&chunk, |l| upload.line(l));
-            while upload.chunk_ready() {
-                store_chunk(&state, &mut upload, JobState::Receiving).await?;
-            }
-        }
-        lines.finish(|l| upload.line(l));
-        Ok(())
-    }
-    .await;
-    // Every complete line read is stored, even when the upload broke off
-    // (a partial last line is not a line).
-    let last = if read.is_ok() {
-        JobState::Received
-    } else {
-        JobState::Interrupted
+    let backfill = Backfill {
+        store: &state.store,
+        clock: state.clock.as_ref(),
+        wake: &state.wake,
+        max_line: state.max_body_bytes,
     };
-    let stored = async {
-        while upload.has_pending() {
-            store_chunk(&state, &mut upload, JobState::Receiving).await?;
-        }
-        store_chunk(&state, &mut upload, last).await
-    }
-    .await;
-    let end = upload.progress(last, 0, state.clock.now());
-    crate::metrics::backfill_lines(&conn.name, end.accepted, end.rejected_count);
-    if let Err(e) = read.and(stored) {
-        let _ = state
-            .store
-            .update_backfill_job(&upload.progress(JobState::Interrupted, 0, state.clock.now()))
-            .await;
-        tracing::warn!(connection = %conn.name, %job_id, read = end.read, error = %e, "backfill interrupted");
-        return Err(e);
-    }
-    tracing::info!(
-        connection = %conn.name, %job_id, read = end.read, accepted = end.accepted,
-        rejected = end.rejected_count, "backfill received"
-    );
-    let job = state
-        .store
-        .backfill_job(&conn.id, &job_id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("backfill job `{job_id}` vanished")))?;
+    let job = backfill.receive(&conn, query.as_of, &mut payload).await?;
     Ok(HttpResponse::Accepted().json(JobView::of(job, &conn.name, state.clock.now())))
-}
-
-/// Stores the events read so far and the job's progress, in one transaction.
-async fn store_chunk(
-    state: &AppState,
-    upload: &mut Upload,
-    progress: JobState,
-) -> Result<(), ApiError> {
-    let events = upload.take_chunk();
-    let p = upload.progress(progress, events.len(), state.clock.now());
-    crate::store::retry_conflicts(|| state.store.insert_backfill_chunk(&events, &p)).await?;
-    upload.stored(events.len());
-    if !events.is_empty() {
-        state.wake.notify_one();
-    }
-    Ok(())
 }
 
 /// A connection's recent backfill jobs.
@@ -266,35 +186,4 @@ pub async fn get(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no backfill job `{job_id}` on `{name}`")))?;
     Ok(HttpResponse::Ok().json(JobView::of(job, &conn.name, state.clock.now())))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn job(state: JobState, updated_at: DateTime<Utc>) -> BackfillJob {
-        BackfillJob {
-            id: "j".into(),
-            connection_id: crate::domain::ConnectionId::from_stored("c".into()),
-            state,
-            read: 0,
-            accepted: 0,
-            synced: 0,
-            rejected_count: 0,
-            rejected: vec![],
-            created_at: updated_at,
-            updated_at,
-            finished_at: None,
-        }
-    }
-
-    #[test]
-    fn a_job_left_receiving_by_a_stopped_process_shows_as_interrupted() {
-        let now = Utc::now();
-        let minutes = chrono::TimeDelta::minutes;
-        let view = |state, age| JobView::of(job(state, now - age), "a", now).state;
-        assert_eq!(view(JobState::Receiving, minutes(1)), "receiving");
-        assert_eq!(view(JobState::Receiving, minutes(11)), "interrupted");
-        assert_eq!(view(JobState::Received, minutes(3000)), "received");
-    }
 }

@@ -1,7 +1,5 @@
 //! Sync state per client, requeueing, and the connection's test and preview.
 
-use std::collections::BTreeSet;
-
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -9,22 +7,12 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::problem::Problem;
 use super::{read_json, Admin, ApiError, AppState};
+use crate::connections::check::{self, LastError};
 use crate::connections::FieldError;
-use crate::domain::Connection;
-use crate::domain::{ClientId, ClientRecord, ClientState};
-use crate::mapping::{self, Form, Known, Pending, Target};
-use crate::salesforce::{errors::oauth_hint, Credentials, Failure};
+use crate::domain::{ClientId, ClientRecord, ClientState, Connection};
 use crate::webhook::{event, Parsed};
 
 const MAX_PAGE: u32 = 500;
-
-/// Salesforce's last error for a client.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct LastError {
-    /// Salesforce's `errorCode` / `statusCode`, or the OAuth `error`.
-    pub code: String,
-    pub message: String,
-}
 
 /// A client's sync state.
 #[derive(Debug, Serialize, ToSchema)]
@@ -260,72 +248,11 @@ pub async fn retry_dead(
     Ok(HttpResponse::Accepted().json(Requeued { requeued }))
 }
 
-/// Salesforce's answer to the token request.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct CredentialsCheck {
-    pub ok: bool,
-    pub instance_url: Option<String>,
-    /// OAuth `error`, e.g. `invalid_client`.
-    pub error: Option<String>,
-    pub error_description: Option<String>,
-    /// What to check, in plain words.
-    pub hint: Option<String>,
-}
-
-/// A mapped or configured Lead field in this org.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct FieldCheck {
-    /// `status`, `clientType`, `verificationLevel` or `externalIdField`.
-    pub setting: String,
-    pub field: String,
-    pub exists: bool,
-    pub writable: bool,
-    pub external_id: bool,
-}
-
-/// The connection test's report.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct TestReport {
-    pub credentials: CredentialsCheck,
-    /// Null when the token failed; else whether describe of Lead worked.
-    pub describe_ok: Option<bool>,
-    /// Salesforce's error for describe, if it failed.
-    pub describe_error: Option<LastError>,
-    pub fields: Vec<FieldCheck>,
-    /// Whether Lead has MiddleName here (null if unknown).
-    pub middle_name: Option<bool>,
-    /// Whether Lead has CountryCode (country picklists) here (null if unknown).
-    pub country_code: Option<bool>,
-}
-
-fn credentials(state: &AppState, conn: &Connection) -> Result<Credentials, ApiError> {
-    let mut missing = Vec::new();
-    for (field, set) in [
-        ("domainUrl", conn.domain_url.is_some()),
-        ("consumerKey", conn.consumer_key.is_some()),
-        ("consumerSecret", conn.consumer_secret_sealed.is_some()),
-    ] {
-        if !set {
-            missing.push(FieldError {
-                field: field.into(),
-                message: "is required to call Salesforce".into(),
-            });
-        }
-    }
-    if !missing.is_empty() {
-        return Err(ApiError::Validation(missing));
-    }
-    Credentials::of(conn, &state.master_key).map_err(|e| ApiError::Internal(anyhow::anyhow!(e)))
-}
-
 #[utoipa::path(
     post, path = "/v1/connections/{name}/test", tag = "connections",
     params(("name" = String, Path)),
     responses(
-        (status = 200, description = "What a fresh token and describe of Lead showed", body = TestReport),
+        (status = 200, description = "What a fresh token and describe of Lead showed", body = check::TestReport),
         (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such connection", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Credentials not set, each named", body = Problem, content_type = "application/problem+json"),
@@ -338,87 +265,10 @@ pub async fn test(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let conn = state.connection(&path).await?;
-    let creds = credentials(&state, &conn)?;
-    let mut report = TestReport {
-        credentials: CredentialsCheck {
-            ok: false,
-            instance_url: None,
-            error: None,
-            error_description: None,
-            hint: None,
-        },
-        describe_ok: None,
-        describe_error: None,
-        fields: vec![],
-        middle_name: None,
-        country_code: None,
-    };
-    let token = match state.salesforce.fresh_token(&creds).await {
-        Ok(t) => t,
-        Err(f) => {
-            report.credentials.error = Some(f.code().into());
-            report.credentials.error_description = Some(match &f {
-                Failure::Auth { description, .. } => description.clone(),
-                other => other.message(),
-            });
-            if let Failure::Auth { error, description } = &f {
-                report.credentials.hint = Some(oauth_hint(error, description).into());
-            }
-            return Ok(HttpResponse::Ok().json(report));
-        }
-    };
-    report.credentials.ok = true;
-    report.credentials.instance_url = Some(token.instance_url.clone());
-    match state.salesforce.describe_with(&creds, &token).await {
-        Err(f) => {
-            report.describe_ok = Some(false);
-            report.describe_error = Some(LastError {
-                code: f.code().into(),
-                message: f.message(),
-            });
-        }
-        Ok(d) => {
-            report.describe_ok = Some(true);
-            report.middle_name = Some(d.fields.contains_key("MiddleName"));
-            report.country_code = Some(d.fields.contains_key("CountryCode"));
-            let m = &conn.field_mapping;
-            for (setting, field) in [
-                ("status", &m.status),
-                ("clientType", &m.client_type),
-                ("verificationLevel", &m.verification_level),
-                ("externalIdField", &conn.external_id_field),
-            ] {
-                let Some(field) = field else { continue };
-                let info = d.fields.get(field);
-                report.fields.push(FieldCheck {
-                    setting: setting.into(),
-                    field: field.clone(),
-                    exists: info.is_some(),
-                    writable: info.is_some_and(|i| i.createable && i.updateable),
-                    external_id: d.external_ids.contains(field),
-                });
-            }
-        }
-    }
+    let creds = check::credentials(&conn, &state.master_key)?;
+    let report = check::test(&state.salesforce, &conn, &creds).await;
     tracing::info!(connection = %conn.name, ok = report.credentials.ok, "connection tested");
     Ok(HttpResponse::Ok().json(report))
-}
-
-/// The Lead bodies a webhook would produce.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Preview {
-    /// Body of the first write for this client (POST, or the first upsert).
-    #[schema(value_type = Object)]
-    pub create: serde_json::Map<String, serde_json::Value>,
-    /// Body of a later write (PATCH by Id, or upsert): only what the event changes.
-    #[schema(value_type = Object)]
-    pub update: serde_json::Map<String, serde_json::Value>,
-    /// `sobjects/Lead/{externalIdField}/{clientId}` when writes are upserts.
-    pub upsert_path: Option<String>,
-    /// True when the org's describe shaped the bodies.
-    pub describe_applied: bool,
-    pub warnings: Vec<String>,
 }
 
 #[utoipa::path(
@@ -426,7 +276,7 @@ pub struct Preview {
     params(("name" = String, Path)),
     request_body(content = Object, content_type = "application/json", description = "A webhook body, as B2CORE sends it"),
     responses(
-        (status = 200, description = "The exact Lead JSON; nothing is sent", body = Preview),
+        (status = 200, description = "The exact Lead JSON; nothing is sent", body = check::Preview),
         (status = 400, description = "Not a client event", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such connection", body = Problem, content_type = "application/problem+json"),
@@ -451,51 +301,7 @@ pub async fn preview(
             )))
         }
     };
-    let pending = Pending {
-        occurred_at: ev.occurred_at.unwrap_or_else(|| state.clock.now()),
-        seq: 0,
-        changes: mapping::changes(&ev.data),
-    };
-    let merge = mapping::merge(&Known::default(), &[pending]);
-    let mut warnings = Vec::new();
-    let describe = match Credentials::of(&conn, &state.master_key) {
-        Err(_) => {
-            warnings
-                .push("credentials are not set: fields were not checked against the org".into());
-            None
-        }
-        Ok(creds) => match state.salesforce.describe_lead(&creds).await {
-            Ok(d) => Some(d),
-            Err(f) => {
-                warnings.push(format!(
-                    "describe of Lead failed ({}): fields were not checked against the org",
-                    f.code()
-                ));
-                None
-            }
-        },
-    };
-    let none = BTreeSet::new();
-    let target = Target {
-        company: conn.company.as_deref(),
-        mapping: &conn.field_mapping,
-        fields: describe.as_ref().map(|d| &d.fields),
-        exclude: &none,
-    };
-    let mut create = mapping::lead(Form::Create, &merge, &target);
-    let update = mapping::lead(Form::Update, &merge, &target);
-    if let Some(field) = &conn.external_id_field {
-        create.body.remove(field);
-    }
-    warnings.extend(create.warnings);
-    Ok(HttpResponse::Ok().json(Preview {
-        create: create.body,
-        update: update.body,
-        upsert_path: conn
-            .external_id_field
-            .as_ref()
-            .map(|f| format!("sobjects/Lead/{f}/{}", ev.client_id)),
-        describe_applied: describe.is_some(),
-        warnings,
-    }))
+    let now = state.clock.now();
+    let preview = check::preview(&state.salesforce, &state.master_key, &conn, &ev, now).await;
+    Ok(HttpResponse::Ok().json(preview))
 }

@@ -107,6 +107,28 @@ impl From<crate::webhook::IntakeError> for ApiError {
     }
 }
 
+impl From<crate::connections::check::CheckError> for ApiError {
+    fn from(e: crate::connections::check::CheckError) -> Self {
+        use crate::connections::check::CheckError;
+        match e {
+            CheckError::Missing(fields) => ApiError::Validation(fields),
+            CheckError::Unreadable(_) => ApiError::Internal(e.into()),
+        }
+    }
+}
+
+impl From<crate::backfill::BackfillError> for ApiError {
+    fn from(e: crate::backfill::BackfillError) -> Self {
+        use crate::backfill::BackfillError;
+        match e {
+            BackfillError::FromTheFuture | BackfillError::BrokeOff(_) => {
+                ApiError::InvalidPayload(e.to_string())
+            }
+            BackfillError::Store(e) => e.into(),
+        }
+    }
+}
+
 /// Seconds a client should wait after a 503.
 pub const RETRY_AFTER_SECS: u32 = 5;
 

@@ -1,4 +1,4 @@
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::helpers::spawn_app;
 
@@ -34,4 +34,71 @@ async fn the_served_document_is_the_checked_in_one() {
     assert_eq!(served, checked_in);
     assert!(served["paths"]["/v1/webhooks/{connectionName}"]["post"].is_object());
     assert!(served["components"]["securitySchemes"]["adminToken"].is_object());
+}
+
+/// The property names of a component schema, following `allOf` and `$ref`.
+fn properties(doc: &Value, name: &str) -> std::collections::BTreeSet<String> {
+    let schema = &doc["components"]["schemas"][name];
+    let mut out = std::collections::BTreeSet::new();
+    let parts = schema["allOf"]
+        .as_array()
+        .cloned()
+        .unwrap_or_else(|| vec![schema.clone()]);
+    for part in parts {
+        if let Some(r) = part["$ref"].as_str() {
+            out.extend(properties(doc, r.rsplit('/').next().unwrap()));
+        }
+        if let Some(props) = part["properties"].as_object() {
+            out.extend(props.keys().cloned());
+        }
+    }
+    out
+}
+
+#[test]
+fn the_connection_schemas_name_exactly_the_fields_the_parser_accepts() {
+    use leadbridge::connections::{apply, Rules, FIELDS, MAPPING_FIELDS};
+    use leadbridge::domain::{Connection, ConnectionId, ConnectionName};
+    let doc: Value = serde_json::from_str(&leadbridge::http::openapi::document()).unwrap();
+    let set = |names: &[&str]| names.iter().map(|s| s.to_string()).collect();
+    assert_eq!(properties(&doc, "NewConnection"), set(&FIELDS));
+    assert_eq!(properties(&doc, "FieldMapping"), set(&MAPPING_FIELDS));
+
+    // Each of them is a field the parser knows (null where it may be cleared).
+    use secrecy::ExposeSecret;
+    let encoded = leadbridge::crypto::MasterKey::generate_encoded();
+    let key = leadbridge::crypto::MasterKey::parse(encoded.expose_secret()).unwrap();
+    let base = Connection::new(
+        ConnectionId::generate(),
+        ConnectionName::parse("acme").unwrap(),
+        chrono::Utc::now(),
+    );
+    let unknown = "is not a field of a connection";
+    for field in FIELDS {
+        let value = match field {
+            "name" => json!("acme"),
+            "provider" => json!("salesforce"),
+            _ => Value::Null,
+        };
+        let body = json!({ field: value });
+        let errors = apply(&base, &body, true, Rules::default(), &key)
+            .err()
+            .map(|e| e.0)
+            .unwrap_or_default();
+        assert!(
+            errors.iter().all(|e| e.message != unknown),
+            "{field}: {errors:?}"
+        );
+    }
+    for field in MAPPING_FIELDS {
+        let body = json!({"fieldMapping": { field: null }});
+        assert!(
+            apply(&base, &body, false, Rules::default(), &key).is_ok(),
+            "fieldMapping.{field}"
+        );
+    }
+    let bogus = apply(&base, &json!({"colour": 1}), true, Rules::default(), &key)
+        .unwrap_err()
+        .0;
+    assert_eq!(bogus[0].message, unknown);
 }

@@ -1,0 +1,225 @@
+//! What the operator can ask of a connection before it syncs: a test of its
+//! credentials and fields against the org, and a preview of the Lead a
+//! webhook would produce. Nothing here writes to Salesforce.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::FieldError;
+use crate::crypto::MasterKey;
+use crate::domain::Connection;
+use crate::mapping::{self, Form, Known, Pending, Target};
+use crate::salesforce::{errors::oauth_hint, Credentials, Failure, Salesforce};
+use crate::webhook::ClientEvent;
+
+/// Salesforce's last error for a client.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LastError {
+    /// Salesforce's `errorCode` / `statusCode`, or the OAuth `error`.
+    pub code: String,
+    pub message: String,
+}
+
+/// Salesforce's answer to the token request.
+#[derive(Debug, Default, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialsCheck {
+    pub ok: bool,
+    pub instance_url: Option<String>,
+    /// OAuth `error`, e.g. `invalid_client`.
+    pub error: Option<String>,
+    pub error_description: Option<String>,
+    /// What to check, in plain words.
+    pub hint: Option<String>,
+}
+
+/// A mapped or configured Lead field in this org.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FieldCheck {
+    /// `status`, `clientType`, `verificationLevel` or `externalIdField`.
+    pub setting: String,
+    pub field: String,
+    pub exists: bool,
+    pub writable: bool,
+    pub external_id: bool,
+}
+
+/// The connection test's report.
+#[derive(Debug, Default, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TestReport {
+    pub credentials: CredentialsCheck,
+    /// Null when the token failed; else whether describe of Lead worked.
+    pub describe_ok: Option<bool>,
+    /// Salesforce's error for describe, if it failed.
+    pub describe_error: Option<LastError>,
+    pub fields: Vec<FieldCheck>,
+    /// Whether Lead has MiddleName here (null if unknown).
+    pub middle_name: Option<bool>,
+    /// Whether Lead has CountryCode (country picklists) here (null if unknown).
+    pub country_code: Option<bool>,
+}
+
+/// The Lead bodies a webhook would produce.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Preview {
+    /// Body of the first write for this client (POST, or the first upsert).
+    #[schema(value_type = Object)]
+    pub create: serde_json::Map<String, serde_json::Value>,
+    /// Body of a later write (PATCH by Id, or upsert): only what the event changes.
+    #[schema(value_type = Object)]
+    pub update: serde_json::Map<String, serde_json::Value>,
+    /// `sobjects/Lead/{externalIdField}/{clientId}` when writes are upserts.
+    pub upsert_path: Option<String>,
+    /// True when the org's describe shaped the bodies.
+    pub describe_applied: bool,
+    pub warnings: Vec<String>,
+}
+
+/// The credentials to call Salesforce with, or each missing setting named.
+pub fn credentials(conn: &Connection, key: &MasterKey) -> Result<Credentials, CheckError> {
+    let missing: Vec<FieldError> = [
+        ("domainUrl", conn.domain_url.is_some()),
+        ("consumerKey", conn.consumer_key.is_some()),
+        ("consumerSecret", conn.consumer_secret_sealed.is_some()),
+    ]
+    .into_iter()
+    .filter(|(_, set)| !set)
+    .map(|(field, _)| FieldError {
+        field: field.into(),
+        message: "is required to call Salesforce".into(),
+    })
+    .collect();
+    if !missing.is_empty() {
+        return Err(CheckError::Missing(missing));
+    }
+    Credentials::of(conn, key).map_err(CheckError::Unreadable)
+}
+
+/// Why a connection could not be checked at all.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// Settings needed to call Salesforce are not set.
+    #[error("credentials are not set")]
+    Missing(Vec<FieldError>),
+    /// The stored consumer secret does not open.
+    #[error("the stored credentials cannot be read: {0}")]
+    Unreadable(String),
+}
+
+/// Gets a fresh token (never a cached one) and describes Lead: whether the
+/// credentials work, and which configured fields exist and are writable.
+pub async fn test(salesforce: &Salesforce, conn: &Connection, creds: &Credentials) -> TestReport {
+    let mut report = TestReport::default();
+    let token = match salesforce.fresh_token(creds).await {
+        Ok(t) => t,
+        Err(f) => {
+            report.credentials.error = Some(f.code().into());
+            report.credentials.error_description = Some(match &f {
+                Failure::Auth { description, .. } => description.clone(),
+                other => other.message(),
+            });
+            if let Failure::Auth { error, description } = &f {
+                report.credentials.hint = Some(oauth_hint(error, description).into());
+            }
+            return report;
+        }
+    };
+    report.credentials.ok = true;
+    report.credentials.instance_url = Some(token.instance_url.clone());
+    match salesforce.describe_with(creds, &token).await {
+        Err(f) => {
+            report.describe_ok = Some(false);
+            report.describe_error = Some(LastError {
+                code: f.code().into(),
+                message: f.message(),
+            });
+        }
+        Ok(d) => {
+            report.describe_ok = Some(true);
+            report.middle_name = Some(d.fields.contains_key("MiddleName"));
+            report.country_code = Some(d.fields.contains_key("CountryCode"));
+            let m = &conn.field_mapping;
+            for (setting, field) in [
+                ("status", &m.status),
+                ("clientType", &m.client_type),
+                ("verificationLevel", &m.verification_level),
+                ("externalIdField", &conn.external_id_field),
+            ] {
+                let Some(field) = field else { continue };
+                let info = d.fields.get(field);
+                report.fields.push(FieldCheck {
+                    setting: setting.into(),
+                    field: field.clone(),
+                    exists: info.is_some(),
+                    writable: info.is_some_and(|i| i.createable && i.updateable),
+                    external_id: d.external_ids.contains(field),
+                });
+            }
+        }
+    }
+    report
+}
+
+/// The exact Lead bodies `ev` would produce for a new client of `conn`
+/// (shaped by the org's describe when the credentials allow it). Nothing is sent.
+pub async fn preview(
+    salesforce: &Salesforce,
+    key: &MasterKey,
+    conn: &Connection,
+    ev: &ClientEvent,
+    now: DateTime<Utc>,
+) -> Preview {
+    let pending = Pending {
+        occurred_at: ev.occurred_at.unwrap_or(now),
+        seq: 0,
+        changes: mapping::changes(&ev.data),
+    };
+    let merge = mapping::merge(&Known::default(), &[pending]);
+    let mut warnings = Vec::new();
+    let describe = match Credentials::of(conn, key) {
+        Err(_) => {
+            warnings
+                .push("credentials are not set: fields were not checked against the org".into());
+            None
+        }
+        Ok(creds) => match salesforce.describe_lead(&creds).await {
+            Ok(d) => Some(d),
+            Err(f) => {
+                warnings.push(format!(
+                    "describe of Lead failed ({}): fields were not checked against the org",
+                    f.code()
+                ));
+                None
+            }
+        },
+    };
+    let none = BTreeSet::new();
+    let target = Target {
+        company: conn.company.as_deref(),
+        mapping: &conn.field_mapping,
+        fields: describe.as_ref().map(|d| &d.fields),
+        exclude: &none,
+    };
+    let mut create = mapping::lead(Form::Create, &merge, &target);
+    let update = mapping::lead(Form::Update, &merge, &target);
+    if let Some(field) = &conn.external_id_field {
+        create.body.remove(field);
+    }
+    warnings.extend(create.warnings);
+    Preview {
+        create: create.body,
+        update: update.body,
+        upsert_path: conn
+            .external_id_field
+            .as_ref()
+            .map(|f| format!("sobjects/Lead/{f}/{}", ev.client_id)),
+        describe_applied: describe.is_some(),
+        warnings,
+    }
+}
