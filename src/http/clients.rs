@@ -86,6 +86,19 @@ pub struct ClientQuery {
     pub cursor: Option<String>,
 }
 
+/// The client's record, or 404.
+async fn client(
+    state: &AppState,
+    conn: &Connection,
+    client_id: &ClientId,
+) -> Result<ClientRecord, ApiError> {
+    state
+        .store
+        .client(&conn.id, client_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no client `{client_id}` on `{}`", conn.name)))
+}
+
 fn invalid(field: &str, message: &str) -> ApiError {
     ApiError::Validation(vec![FieldError {
         field: field.into(),
@@ -171,11 +184,7 @@ pub async fn get(
     let (name, client_id) = path.into_inner();
     let client_id = ClientId::from_stored(client_id);
     let conn = state.connection(&name).await?;
-    let client = state
-        .store
-        .client(&conn.id, &client_id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no client `{client_id}` on `{name}`")))?;
+    let client = client(&state, &conn, &client_id).await?;
     Ok(HttpResponse::Ok().json(view(&conn, &client)))
 }
 
@@ -209,11 +218,7 @@ pub async fn retry(
     }
     state.wake.notify_one();
     tracing::info!(connection = %conn.name, %client_id, "client requeued");
-    let client = state
-        .store
-        .client(&conn.id, &client_id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no client `{client_id}` on `{name}`")))?;
+    let client = client(&state, &conn, &client_id).await?;
     Ok(HttpResponse::Accepted().json(view(&conn, &client)))
 }
 

@@ -20,7 +20,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         if !events.is_empty() {
-            insert_events_in(&mut tx, events).await?;
+            insert_events_in(&mut tx, self.dialect, events).await?;
         }
         update_job_in(&mut tx, progress).await?;
         tx.commit().await?;

@@ -168,12 +168,12 @@ impl Store {
                 continue;
             }
             for seqs in u.processed.chunks(IN_CHUNK) {
-                let sql = format!(
+                let sql = self.dialect.positional(format!(
                     "UPDATE events SET processed_at = $1
                      WHERE connection_id = $2 AND client_id = $3 AND processed_at IS NULL
                        AND seq IN {}",
                     in_list(4, seqs.len())
-                );
+                ));
                 let mut q = sqlx::query(&sql)
                     .bind(now)
                     .bind(&claim.connection_id)
@@ -310,10 +310,10 @@ impl Store {
     ) -> Result<Vec<ClientRecord>, StoreError> {
         let mut out = Vec::with_capacity(client_ids.len());
         for chunk in client_ids.chunks(IN_CHUNK) {
-            let sql = format!(
+            let sql = self.dialect.positional(format!(
                 "{CLIENT_SELECT} WHERE c.connection_id = $1 AND c.client_id IN {}",
                 in_list(2, chunk.len())
-            );
+            ));
             let mut q = sqlx::query(&sql).bind(connection_id);
             for id in chunk {
                 q = q.bind(id);

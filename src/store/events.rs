@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 use sqlx::AnyConnection;
 
-use super::dialect::{in_list, values, IN_CHUNK};
+use super::dialect::{in_list, values, Dialect, IN_CHUNK};
 use super::rows::{cache_statement, client_key, event_from_row};
 use super::{to_millis, Inserted, NewEvent, Store, StoreError, StoredEvent};
 
@@ -27,7 +27,7 @@ impl Store {
             return Ok(Vec::new());
         }
         let mut tx = self.pool.begin().await?;
-        let answers = insert_events_in(&mut tx, events).await?;
+        let answers = insert_events_in(&mut tx, self.dialect, events).await?;
         tx.commit().await?;
         Ok(answers)
     }
@@ -75,11 +75,11 @@ impl Store {
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let mut out = Vec::new();
         for chunk in client_ids.chunks(IN_CHUNK) {
-            let sql = format!(
+            let sql = self.dialect.positional(format!(
                 "SELECT * FROM events WHERE connection_id = $1 AND processed_at IS NULL
                    AND client_id IN {} ORDER BY client_id, seq",
                 in_list(2, chunk.len())
-            );
+            ));
             let mut q = sqlx::query(&sql).bind(connection_id);
             for id in chunk {
                 q = q.bind(id);
@@ -110,6 +110,7 @@ impl Store {
 /// Stores events within `tx`; see [`Store::insert_events`].
 pub(super) async fn insert_events_in(
     tx: &mut AnyConnection,
+    dialect: Dialect,
     events: &[NewEvent],
 ) -> Result<Vec<Inserted>, StoreError> {
     if events.is_empty() {
@@ -121,12 +122,12 @@ pub(super) async fn insert_events_in(
     // batch, not two per event: each statement is a round trip.
     let mut order: Vec<usize> = (0..events.len()).collect();
     order.sort_by(|&a, &b| client_key(&events[a]).cmp(&client_key(&events[b])));
-    let sql = format!(
+    let sql = dialect.positional(format!(
         "INSERT INTO events (id, connection_id, idempotency_key, client_id, event_type,
             occurred_at, received_at, payload, urgent, job_id) VALUES {}
          ON CONFLICT (connection_id, idempotency_key) DO NOTHING RETURNING id",
         values(events.len(), 10)
-    );
+    ));
     let mut q = sqlx::query_scalar(&sql);
     for e in order.iter().map(|&i| &events[i]) {
         q = q
@@ -179,7 +180,7 @@ pub(super) async fn insert_events_in(
     if due.is_empty() {
         return Ok(answers);
     }
-    let sql = format!(
+    let sql = dialect.positional(format!(
         "INSERT INTO clients AS c (connection_id, client_id, state, next_attempt_at, updated_at, urgent)
          VALUES {}
          ON CONFLICT (connection_id, client_id) DO UPDATE SET
@@ -195,7 +196,7 @@ pub(super) async fn insert_events_in(
            updated_at = excluded.updated_at,
            urgent = (c.urgent OR excluded.urgent)",
         values(due.len(), 6)
-    );
+    ));
     let mut q = sqlx::query(&sql);
     for e in due {
         q = q
