@@ -115,10 +115,12 @@ pub struct SettingsArgs {
     )]
     pub listen: String,
     /// `sqlite://PATH` (created on first start) or `postgres://…`.
+    // Its value may hold a Postgres password: `--help` names the variable only.
     #[arg(
         long,
         env = "LEADBRIDGE_DATABASE_URL",
         default_value = "sqlite://leadbridge.db",
+        hide_env_values = true,
         global = true
     )]
     pub database_url: String,

@@ -50,6 +50,19 @@ async fn commit_loop(store: Arc<Store>, mut rx: mpsc::Receiver<(NewEvent, Reply)
                     let _ = reply.send(Ok(answer));
                 }
             }
+            // One event the database refuses must not fail its neighbours:
+            // store each on its own, so only that one is refused.
+            Err(StoreError::Rejected(_)) if events.len() > 1 => {
+                for (event, reply) in events.iter().zip(replies) {
+                    let one = insert_retrying(store.as_ref(), std::slice::from_ref(event))
+                        .await
+                        .map(|mut a| a.pop().expect("one answer per event"));
+                    if let Err(e) = &one {
+                        tracing::warn!(error = %e, event_id = %event.id, "a webhook could not be stored");
+                    }
+                    let _ = reply.send(one);
+                }
+            }
             Err(e) => {
                 tracing::warn!(error = %e, events = events.len(), "a batch of webhooks could not be stored");
                 for reply in replies {

@@ -1,8 +1,9 @@
 //! leadbridge: B2CORE's signed client webhooks in, Salesforce Leads out.
 //!
 //! Where things are: a webhook enters in [`http::webhooks`], is verified and
-//! parsed by [`webhook`], and is stored by [`store`]. Connections are the
-//! operator's settings ([`connections`]).
+//! parsed by [`webhook`], and is stored by [`store`]; [`sync`] makes it a
+//! Lead with [`mapping`] and sends it through [`salesforce`]. The types they
+//! share are in [`domain`]; [`connections`] validates the operator's edits.
 
 pub mod backfill;
 pub mod clock;

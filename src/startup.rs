@@ -84,7 +84,7 @@ impl Application {
                 .wrap(actix_web::middleware::from_fn(
                     http::body_guard::hold_request_body,
                 ))
-                .wrap(TracingLogger::default())
+                .wrap(TracingLogger::<http::request_span::PathOnly>::new())
                 .app_data(state.clone())
                 .app_data(http::query_config())
                 .configure(http::routes)

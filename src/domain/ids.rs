@@ -105,6 +105,14 @@ impl ClientId {
                 "`data.clientId` is longer than {} characters",
                 Self::MAX_LEN
             )),
+            // They would change the path of an upsert URL (`…/Lead/{field}/..`).
+            Value::String(s) if s == "." || s == ".." => {
+                Err("`data.clientId` cannot be `.` or `..`".into())
+            }
+            // Postgres cannot store a NUL in text; no id needs a control character.
+            Value::String(s) if s.chars().any(char::is_control) => {
+                Err("`data.clientId` must not contain control characters".into())
+            }
             Value::String(s) => Ok(Self(s.clone())),
             Value::Null => Err("`data.clientId` is required".into()),
             _ => Err("`data.clientId` must be an integer or a string".into()),
@@ -132,12 +140,19 @@ mod tests {
     }
 
     #[test]
-    fn blank_client_ids_are_refused() {
+    fn blank_dot_and_control_character_client_ids_are_refused() {
         assert_eq!(
             ClientId::parse(&serde_json::json!(10234)).unwrap(),
             ClientId::parse(&serde_json::json!("10234")).unwrap()
         );
-        for bad in [serde_json::json!(""), serde_json::json!("  ")] {
+        for bad in [
+            serde_json::json!(""),
+            serde_json::json!("  "),
+            serde_json::json!("."),
+            serde_json::json!(".."),
+            serde_json::json!("a\u{0}b"),
+            serde_json::json!("a\nb"),
+        ] {
             assert!(ClientId::parse(&bad).is_err(), "{bad:?}");
         }
     }

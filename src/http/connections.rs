@@ -409,3 +409,35 @@ pub async fn rotate_webhook_secret(
         previous_secrets_valid_until: until,
     }))
 }
+
+/// Answer to a revocation.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RevokedSecrets {
+    /// Rotated-out secrets that stopped verifying now.
+    pub revoked: u64,
+}
+
+#[utoipa::path(
+    post, path = "/v1/connections/{name}/webhook-secret/revoke-previous", tag = "connections",
+    params(("name" = String, Path)),
+    responses(
+        (status = 200, description = "Only the current secret verifies from now on (other replicas: within 2 s)", body = RevokedSecrets),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such connection", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn revoke_previous_webhook_secrets(
+    _: Admin,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let conn = state.connection(&path).await?;
+    let revoked = state
+        .store
+        .revoke_previous_webhook_secrets(&conn.id)
+        .await?;
+    state.receivers.invalidate(&conn.name).await;
+    tracing::info!(connection = %conn.name, revoked, "previous webhook secrets revoked");
+    Ok(HttpResponse::Ok().json(RevokedSecrets { revoked }))
+}

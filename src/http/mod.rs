@@ -7,6 +7,7 @@ pub mod connections;
 pub mod health;
 pub mod openapi;
 pub mod problem;
+pub mod request_span;
 pub mod webhooks;
 
 use std::future::{ready, Ready};
@@ -90,6 +91,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         "/v1/connections/{name}/webhook-secret/rotate",
         "POST",
         |r| r.route(web::post().to(connections::rotate_webhook_secret)),
+    ))
+    .service(resource(
+        "/v1/connections/{name}/webhook-secret/revoke-previous",
+        "POST",
+        |r| r.route(web::post().to(connections::revoke_previous_webhook_secrets)),
     ))
     .service(resource("/v1/connections/{name}/test", "POST", |r| {
         r.route(web::post().to(clients::test))

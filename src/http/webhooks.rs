@@ -7,6 +7,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::{check_declared_length, read_body, ApiError, AppState};
+use crate::domain::ConnectionName;
 use crate::store::Inserted;
 use crate::webhook::{self, Intake};
 
@@ -53,12 +54,17 @@ pub async fn receive(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let name = path.into_inner();
-    let result = handle(&req, &name, payload, &state).await;
-    let (label, outcome) = match &result {
-        Ok((_, answer)) => (name.as_str(), answer.status),
-        Err(ApiError::UnknownConnection(_)) => ("unknown", "unknown_connection"),
-        Err(e) => (name.as_str(), e.code()),
+    // Labelled by the connection only once it is known to exist: a label
+    // taken from an unauthenticated path would let anyone grow /metrics.
+    let mut known = None;
+    let result = handle(&req, &name, payload, &state, &mut known).await;
+    let outcome = match &result {
+        Ok((_, answer)) => answer.status,
+        Err(e) => e.code(),
     };
+    let label = known
+        .as_ref()
+        .map_or("unknown", |n: &ConnectionName| n.as_str());
     crate::metrics::webhook(label, outcome);
     let (status, answer) = result?;
     Ok(HttpResponse::build(status).json(answer))
@@ -69,6 +75,7 @@ async fn handle(
     name: &str,
     payload: web::Payload,
     state: &AppState,
+    known: &mut Option<ConnectionName>,
 ) -> Result<(StatusCode, WebhookAnswer), ApiError> {
     check_declared_length(req, state.max_body_bytes)?;
     let receiver = state
@@ -76,6 +83,7 @@ async fn handle(
         .get(&state.store, &state.master_key, name, state.clock.now())
         .await?;
     let conn = &receiver.conn;
+    *known = Some(conn.name.clone());
     let body = read_body(payload, state.max_body_bytes).await?;
     let header = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok());
     let new = match webhook::intake(&receiver, header, &body, state.clock.now())? {

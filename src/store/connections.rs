@@ -16,30 +16,17 @@ impl Store {
         secret: &WebhookSecretRecord,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO connections (id, name, caption, provider, domain_url, consumer_key,
-                consumer_secret_sealed, company, enabled, field_mapping, external_id_field,
-                api_version, signature_scheme, signature_header, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
-        )
-        .bind(&c.id)
-        .bind(&c.name)
-        .bind(&c.caption)
-        .bind(&c.provider)
-        .bind(&c.domain_url)
-        .bind(&c.consumer_key)
-        .bind(&c.consumer_secret_sealed)
-        .bind(&c.company)
-        .bind(c.enabled)
-        .bind(mapping_json(c))
-        .bind(&c.external_id_field)
-        .bind(&c.api_version)
-        .bind(c.signature_scheme.as_str())
-        .bind(&c.signature_header)
-        .bind(to_millis(c.created_at))
-        .bind(to_millis(c.updated_at))
-        .execute(&mut *tx)
-        .await;
+        let sql = format!(
+            "INSERT INTO connections ({SETTINGS}, id, name, provider, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+        );
+        let inserted = bind_settings(sqlx::query(&sql), c)
+            .bind(&c.id)
+            .bind(&c.name)
+            .bind(&c.provider)
+            .bind(to_millis(c.created_at))
+            .execute(&mut *tx)
+            .await;
         match inserted {
             Err(e) if unique_violation(&e) => return Err(StoreError::Conflict),
             other => other?,
@@ -83,28 +70,14 @@ impl Store {
 
     /// Replaces a connection's settings; false if it no longer exists.
     pub async fn update_connection(&self, c: &Connection) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE connections SET caption = $1, domain_url = $2, consumer_key = $3,
-                consumer_secret_sealed = $4, company = $5, enabled = $6, field_mapping = $7,
-                external_id_field = $8, api_version = $9, signature_scheme = $10,
-                signature_header = $11, updated_at = $12
-             WHERE id = $13",
-        )
-        .bind(&c.caption)
-        .bind(&c.domain_url)
-        .bind(&c.consumer_key)
-        .bind(&c.consumer_secret_sealed)
-        .bind(&c.company)
-        .bind(c.enabled)
-        .bind(mapping_json(c))
-        .bind(&c.external_id_field)
-        .bind(&c.api_version)
-        .bind(c.signature_scheme.as_str())
-        .bind(&c.signature_header)
-        .bind(to_millis(c.updated_at))
-        .bind(&c.id)
-        .execute(&self.pool)
-        .await?;
+        let sql = format!(
+            "UPDATE connections SET ({SETTINGS}) = {} WHERE id = $13",
+            super::dialect::in_list(1, 12)
+        );
+        let done = bind_settings(sqlx::query(&sql), c)
+            .bind(&c.id)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -187,6 +160,21 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes every secret of the connection but the current one (a leaked
+    /// old secret stops verifying at once); returns how many.
+    pub async fn revoke_previous_webhook_secrets(
+        &self,
+        connection_id: &ConnectionId,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM webhook_secrets WHERE connection_id = $1 AND expires_at IS NOT NULL",
+        )
+        .bind(connection_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Records the org's API usage as Salesforce last reported it.
     pub async fn record_api_usage(
         &self,
@@ -236,3 +224,26 @@ impl Store {
         Ok(ids.into_iter().map(ConnectionId::from_stored).collect())
     }
 }
+
+/// The columns an operator's edit sets, in the order [`bind_settings`] binds them.
+const SETTINGS: &str = "caption, domain_url, consumer_key, consumer_secret_sealed, company,
+    enabled, field_mapping, external_id_field, api_version, signature_scheme,
+    signature_header, updated_at";
+
+/// Binds `c`'s values of [`SETTINGS`] as the next twelve parameters.
+fn bind_settings<'q>(q: AnyQuery<'q>, c: &'q Connection) -> AnyQuery<'q> {
+    q.bind(&c.caption)
+        .bind(&c.domain_url)
+        .bind(&c.consumer_key)
+        .bind(&c.consumer_secret_sealed)
+        .bind(&c.company)
+        .bind(c.enabled)
+        .bind(mapping_json(c))
+        .bind(&c.external_id_field)
+        .bind(&c.api_version)
+        .bind(c.signature_scheme.as_str())
+        .bind(&c.signature_header)
+        .bind(to_millis(c.updated_at))
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;

@@ -215,6 +215,7 @@ impl Store {
             Dialect::Sqlite => {
                 // Create the file if missing; WAL with synchronous=FULL, so a
                 // commit that returned survives a process crash and a power cut.
+                create_private(url)?;
                 let mut url = url::Url::parse(url)?;
                 if !url.query_pairs().any(|(k, _)| k == "mode") {
                     url.query_pairs_mut().append_pair("mode", "rwc");
@@ -288,6 +289,28 @@ impl Store {
         self.meta_get(key)
             .await?
             .ok_or_else(|| StoreError::Corrupt(format!("meta {key} vanished")))
+    }
+}
+
+/// Creates a missing SQLite file readable by its owner only (it holds
+/// clients' names and emails). SQLite gives its `-wal` and `-shm` files the
+/// database file's mode. An existing file keeps the mode it has.
+fn create_private(url: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)?;
+    let path = options.get_filename();
+    if path.as_os_str().is_empty() || path.to_string_lossy().starts_with("file:sqlx-in-memory") {
+        return Ok(());
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(anyhow::anyhow!("cannot create {}: {e}", path.display())),
     }
 }
 

@@ -14,6 +14,9 @@ pub use verify::{sign_hex, sign_standard, StandardHeaders, VerifyError};
 
 use crate::store::NewEvent;
 
+/// How far ahead of the server's clock an `occurredAt` may be (clock skew).
+pub const MAX_AHEAD: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+
 /// What a verified webhook asks for.
 #[derive(Debug)]
 pub enum Intake {
@@ -46,6 +49,13 @@ pub fn intake<'r>(
         Parsed::Ignored { event_type } => return Ok(Intake::Ignored { event_type }),
         Parsed::Client(ev) => ev,
     };
+    if ev.occurred_at.is_some_and(|t| t > now + MAX_AHEAD) {
+        // A date far ahead would win every later merge: its fields could never change again.
+        return Err(IntakeError::Payload(format!(
+            "`occurredAt` is more than {} minutes ahead of this server's clock",
+            MAX_AHEAD.num_minutes()
+        )));
+    }
     let occurred_at = ev
         .occurred_at
         .or_else(|| {

@@ -92,7 +92,9 @@ pub fn verify_standard<'a>(
         .trim()
         .parse()
         .map_err(|_| VerifyError::MalformedTimestamp)?;
-    if (now_unix - ts).abs() > TIMESTAMP_TOLERANCE_SECS {
+    // abs_diff: `now - ts` overflows for a timestamp near i64::MIN (and in
+    // release builds wrapped into the window).
+    if now_unix.abs_diff(ts) > TIMESTAMP_TOLERANCE_SECS as u64 {
         return Err(VerifyError::TimestampOutOfTolerance);
     }
     let ts_text = ts_text.trim();
@@ -251,6 +253,22 @@ mod tests {
             } else {
                 assert_eq!(got, Err(VerifyError::TimestampOutOfTolerance), "{offset}");
             }
+        }
+    }
+
+    #[test]
+    fn extreme_timestamps_with_valid_signatures_are_out_of_tolerance() {
+        let key = secret(VECTOR_SECRET);
+        for ts in [i64::MIN, i64::MIN + 1, i64::MAX, -1] {
+            let sig = sign_standard(&key, VECTOR_ID, ts, VECTOR_BODY);
+            let text = ts.to_string();
+            let got = verify_standard(
+                headers(&sig, &text),
+                VECTOR_BODY,
+                std::slice::from_ref(&key),
+                VECTOR_TS,
+            );
+            assert_eq!(got, Err(VerifyError::TimestampOutOfTolerance), "{ts}");
         }
     }
 

@@ -67,3 +67,23 @@ async fn log_lines_carry_request_connection_client_and_error_code_but_no_persona
     }
     assert!(!all.contains(&secret), "the webhook secret was logged");
 }
+
+#[tokio::test]
+async fn a_query_string_never_reaches_the_logs_even_on_a_4xx() {
+    let (app, _emu) = spawn_with_org(OrgConfig::default()).await;
+    let marker = format!("tok-{}", uuid::Uuid::new_v4().simple());
+    // Unauthenticated (401) and unknown (404), each with a token in the query.
+    for path in [
+        format!("/v1/connections?token={marker}"),
+        format!("/v1/nothing-here?token={marker}"),
+    ] {
+        let res = app.client.get(app.url(&path)).send().await.unwrap();
+        assert!(res.status().is_client_error());
+    }
+    let logs = captured_logs();
+    assert!(
+        logs.contains(r#""http.target":"/v1/nothing-here""#),
+        "the path is still logged"
+    );
+    assert!(!logs.contains(&marker), "the query string was logged");
+}

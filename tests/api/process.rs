@@ -979,3 +979,19 @@ async fn logs_are_json_lines_when_stdout_is_not_a_terminal() {
         );
     }
 }
+
+#[test]
+fn help_names_the_database_variable_but_never_shows_its_password() {
+    let out = Command::new(BIN)
+        .arg("--help")
+        .env(
+            "LEADBRIDGE_DATABASE_URL",
+            "postgres://leadbridge:hunter2-secret@db.internal/leadbridge",
+        )
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(text.contains("LEADBRIDGE_DATABASE_URL"), "{text}");
+    assert!(!text.contains("hunter2-secret"), "{text}");
+}

@@ -403,3 +403,66 @@ async fn every_connection_gets_a_share_of_a_claim_and_webhooks_come_before_backf
         "the disabled connection's client waits"
     );
 }
+
+#[tokio::test]
+async fn an_event_the_database_refuses_fails_alone_not_with_its_batch() {
+    let (_db, store, now) = setup().await;
+    let conn = connection(store.as_ref(), "acme", true, now).await;
+    let ingest = leadbridge::ingest::Ingest::start(store.clone());
+    let new = |conn: &ConnectionId, i: usize| NewEvent {
+        id: uuid::Uuid::new_v4().to_string(),
+        connection_id: conn.clone(),
+        idempotency_key: format!("k{i}"),
+        client_id: cid(&format!("c{i}")),
+        event_type: "client.updated".into(),
+        occurred_at: now,
+        received_at: now,
+        payload: "{}".into(),
+        urgent: true,
+        job_id: None,
+    };
+    // A connection that does not exist breaks a foreign key on both backends.
+    let ghost = ConnectionId::generate();
+    // On this (single-threaded) runtime every insert is queued before the
+    // committer runs, so they share one batch.
+    let tasks: Vec<_> = (0..30)
+        .map(|i| {
+            let ingest = ingest.clone();
+            let event = if i == 15 {
+                new(&ghost, i)
+            } else {
+                new(&conn, i)
+            };
+            tokio::spawn(async move { ingest.insert(event).await })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.unwrap());
+    }
+    for (i, answer) in answers.iter().enumerate() {
+        if i == 15 {
+            assert!(
+                matches!(answer, Err(leadbridge::store::StoreError::Rejected(_))),
+                "{answer:?}"
+            );
+        } else {
+            assert!(matches!(answer, Ok(Inserted::Accepted)), "{i}: {answer:?}");
+        }
+    }
+    assert_eq!(store.pending_events(&conn).await.unwrap().len(), 29);
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_new_sqlite_database_and_its_wal_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let db = TestDb::sqlite().await;
+    let store = db.open().await;
+    connection(store.as_ref(), "acme", true, Utc::now()).await;
+    for suffix in ["", "-wal", "-shm"] {
+        let path = db.dir().join(format!("test.db{suffix}"));
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", path.display());
+    }
+}

@@ -2,6 +2,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use leadbridge::clock::Clock;
 use leadbridge::webhook::{verify, StandardHeaders};
 use secrecy::SecretString;
 use serde_json::{json, Value};
@@ -452,4 +453,129 @@ fn signatures_made_by_the_python_standardwebhooks_package_verify() {
         let got = verify::verify_standard(headers, &tampered, std::slice::from_ref(&secret), ts);
         assert!(got.is_err());
     }
+}
+
+#[tokio::test]
+async fn a_client_id_that_would_change_the_url_or_cannot_be_stored_gives_400() {
+    let app = spawn_app().await;
+    let secret = app.connection("acme").await;
+    for (i, id) in [".", "..", "a\u{0}b"].into_iter().enumerate() {
+        let body = json!({"type": "client.created", "data": {"clientId": id}}).to_string();
+        let hook = Webhook::standard(&secret, &format!("m{i}"), app.now(), &body);
+        let problem = assert_problem(
+            app.post_webhook("acme", &hook).await,
+            400,
+            "invalid_payload",
+        )
+        .await;
+        assert!(
+            problem["detail"].as_str().unwrap().contains("clientId"),
+            "{problem}"
+        );
+    }
+    let conn = app.connection_id("acme").await;
+    assert!(app.store.pending_events(&conn).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn requests_for_made_up_connection_names_add_no_metric_labels() {
+    let app = spawn_app().await;
+    let address = app.address.clone();
+    let names: Vec<String> = (0..20)
+        .map(|i| format!("made-up-{}-{i}", uuid::Uuid::new_v4().simple()))
+        .collect();
+    for name in names.clone() {
+        let address = address.clone();
+        // An oversized declared length (413 before any lookup), then a plain 404.
+        let (status, _) = tokio::task::spawn_blocking(move || {
+            let head = format!("POST /v1/webhooks/{name} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 52428800\r\n\r\n");
+            raw_exchange(&address, &head, |s| {
+                s.write_all(&[b' '; 16]).unwrap();
+                16
+            })
+        })
+        .await
+        .unwrap();
+        assert!(status.starts_with("HTTP/1.1 413"), "{status}");
+    }
+    for name in &names {
+        let res = app
+            .client
+            .post(app.url(&format!("/v1/webhooks/{name}")))
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 404);
+    }
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        names.iter().all(|n| !text.contains(n.as_str())),
+        "a label came from the path"
+    );
+    assert!(text.contains(
+        r#"leadbridge_webhooks_total{connection="unknown",outcome="payload_too_large"}"#
+    ));
+}
+
+#[tokio::test]
+async fn an_occurred_at_far_in_the_future_gives_400_and_is_not_stored() {
+    let app = spawn_app().await;
+    let secret = app.connection("acme").await;
+    let soon = (app.clock.now() + chrono::Duration::minutes(30)).to_rfc3339();
+    for (i, (at, status)) in [("9999-12-31T23:59:59Z", 400), (soon.as_str(), 202)]
+        .into_iter()
+        .enumerate()
+    {
+        let body = json!({"type": "client.updated", "occurredAt": at, "data": {"clientId": i}})
+            .to_string();
+        let hook = Webhook::standard(&secret, &format!("f{i}"), app.now(), &body);
+        let res = app.post_webhook("acme", &hook).await;
+        assert_eq!(res.status().as_u16(), status, "{at}");
+    }
+    let conn = app.connection_id("acme").await;
+    let pending = app.store.pending_events(&conn).await.unwrap();
+    assert_eq!(pending.len(), 1, "only the plausible one is stored");
+}
+
+#[tokio::test]
+async fn revoking_previous_secrets_stops_them_at_once_and_keeps_the_current_one() {
+    let app = spawn_app().await;
+    let old = app.connection("acme").await;
+    let post = |path: &'static str| app.admin(reqwest::Method::POST, path).send();
+    let rotated: Value = post("/v1/connections/acme/webhook-secret/rotate")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let new = rotated["webhookSecret"].as_str().unwrap().to_string();
+    async fn send(app: &crate::helpers::TestApp, secret: &str, id: &str) -> u16 {
+        let hook = Webhook::standard(secret, id, app.now(), &client_event(1));
+        app.post_webhook("acme", &hook).await.status().as_u16()
+    }
+    assert_eq!(send(&app, &old, "a").await, 202, "still in its overlap");
+    let res = post("/v1/connections/acme/webhook-secret/revoke-previous")
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body, json!({"revoked": 1}));
+    assert_eq!(send(&app, &old, "b").await, 401);
+    assert_eq!(send(&app, &new, "c").await, 202);
+    let again: Value = post("/v1/connections/acme/webhook-secret/revoke-previous")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again, json!({"revoked": 0}));
 }
