@@ -53,7 +53,10 @@ impl Application {
         let port = listener.local_addr()?.port();
         crate::metrics::handle();
         let master_key = Arc::new(settings.master_key);
-        let salesforce = Arc::new(Salesforce::new(settings.salesforce));
+        let salesforce = Arc::new(salesforce_client(
+            settings.salesforce,
+            settings.allow_insecure_salesforce,
+        ));
         let wake = Arc::new(Notify::new());
         let worker = Arc::new(Worker::new(
             store.clone(),
@@ -188,6 +191,17 @@ async fn finish_worker(
     }
 }
 
+/// The Salesforce client, held to the same host rules as `domainUrl`.
+fn salesforce_client(
+    settings: crate::salesforce::SalesforceSettings,
+    insecure: bool,
+) -> Salesforce {
+    Salesforce::new(crate::salesforce::SalesforceSettings {
+        allow_insecure: insecure,
+        ..settings
+    })
+}
+
 /// Runs only the sync worker until SIGINT/SIGTERM.
 pub async fn run_worker_alone(settings: Settings) -> anyhow::Result<()> {
     let store = store::open(&settings.database_url).await?;
@@ -195,7 +209,10 @@ pub async fn run_worker_alone(settings: Settings) -> anyhow::Result<()> {
     prepare_single_process_store(&settings, store.as_ref()).await?;
     let worker = Arc::new(Worker::new(
         store.clone(),
-        Arc::new(Salesforce::new(settings.salesforce)),
+        Arc::new(salesforce_client(
+            settings.salesforce,
+            settings.allow_insecure_salesforce,
+        )),
         Arc::new(settings.master_key),
         Arc::new(SystemClock),
         settings.sync,

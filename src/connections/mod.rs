@@ -265,8 +265,9 @@ fn header_name(s: &str) -> Result<String, String> {
     }
 }
 
-/// Checks and normalises `domainUrl` to `scheme://host[:port]`.
-fn domain_url(s: &str, rules: Rules) -> Result<String, String> {
+/// Checks and normalises a Salesforce org URL (`domainUrl`, and the
+/// `instance_url` a token answer names) to `scheme://host[:port]`.
+pub fn domain_url(s: &str, rules: Rules) -> Result<String, String> {
     let url =
         url::Url::parse(s).map_err(|_| "must be a URL such as https://acme.my.salesforce.com")?;
     let host = url

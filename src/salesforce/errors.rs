@@ -33,6 +33,7 @@ pub mod codes {
     pub const BAD_DESCRIBE_ANSWER: &str = "BAD_DESCRIBE_ANSWER";
     pub const BAD_SAVE_ANSWER: &str = "BAD_SAVE_ANSWER";
     pub const UNKNOWN: &str = "UNKNOWN";
+    pub const BAD_INSTANCE_URL: &str = "BAD_INSTANCE_URL";
 }
 
 /// Which call failed; some codes mean different things per call.

@@ -101,6 +101,9 @@ pub struct SalesforceSettings {
     pub token_ttl: Duration,
     pub describe_ttl: Duration,
     pub request_timeout: Duration,
+    /// Allow `http://` and hosts other than `*.my.salesforce.com`
+    /// (`LEADBRIDGE_ALLOW_INSECURE_SALESFORCE`; emulators and tests).
+    pub allow_insecure: bool,
 }
 
 impl Default for SalesforceSettings {
@@ -109,6 +112,7 @@ impl Default for SalesforceSettings {
             token_ttl: Duration::from_secs(45 * 60),
             describe_ttl: Duration::from_secs(60 * 60),
             request_timeout: Duration::from_secs(30),
+            allow_insecure: false,
         }
     }
 }
@@ -116,6 +120,7 @@ impl Default for SalesforceSettings {
 /// The Salesforce client with its per-process caches.
 pub struct Salesforce {
     http: reqwest::Client,
+    rules: crate::connections::Rules,
     tokens: Cache<String, Arc<Token>>,
     describes: Cache<String, Arc<LeadDescribe>>,
     /// The latest `Sforce-Limit-Info` per connection: (used, max).
@@ -166,13 +171,20 @@ struct SaveAnswer {
 
 impl Salesforce {
     pub fn new(settings: SalesforceSettings) -> Self {
+        // No redirects: a token endpoint answering 307 would have the
+        // consumer secret posted again to wherever it points.
         let http = reqwest::Client::builder()
             .timeout(settings.request_timeout)
             .user_agent(concat!("leadbridge/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
+            .https_only(!settings.allow_insecure)
             .build()
             .expect("the HTTP client builds");
         Self {
             http,
+            rules: crate::connections::Rules {
+                allow_insecure_salesforce: settings.allow_insecure,
+            },
             tokens: Cache::builder()
                 .time_to_live(settings.token_ttl)
                 .max_capacity(10_000)
@@ -234,10 +246,17 @@ impl Salesforce {
                 format!("unreadable token answer: {e}"),
             )
         })?;
+        // Data calls go to `instance_url` with the token: it must be an org
+        // URL by the same rules as `domainUrl`.
+        let instance_url = crate::connections::domain_url(&answer.instance_url, self.rules)
+            .map_err(|why| Failure::Permanent {
+                code: errors::codes::BAD_INSTANCE_URL.into(),
+                message: format!("the token answer's instance_url {why}"),
+            })?;
         tracing::info!(domain = %c.domain_url, "salesforce token fetched");
         Ok(Token {
             access_token: SecretString::from(answer.access_token),
-            instance_url: answer.instance_url.trim_end_matches('/').to_string(),
+            instance_url,
         })
     }
 

@@ -3,7 +3,7 @@
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::emulator::{Fault, OrgConfig};
+use crate::emulator::{Emulator, Fault, OrgConfig};
 use crate::helpers::{spawn_with_org, TestApp};
 
 fn mapping() -> Value {
@@ -141,7 +141,10 @@ async fn the_token_is_fetched_once_for_100_concurrent_writes() {
         .unwrap();
     let key = leadbridge::crypto::MasterKey::parse(&app.master_key).unwrap();
     let creds = leadbridge::salesforce::Credentials::of(&conn, &key).unwrap();
-    let sf = leadbridge::salesforce::Salesforce::new(Default::default());
+    let sf = leadbridge::salesforce::Salesforce::new(leadbridge::salesforce::SalesforceSettings {
+        allow_insecure: true,
+        ..Default::default()
+    });
     let writes = (0..100).map(|i| {
         let mut body = serde_json::Map::new();
         body.insert("LastName".into(), json!(format!("L{i}")));
@@ -1206,4 +1209,61 @@ async fn past_the_budget_only_urgent_work_is_written() {
     app.clock.advance(chrono::Duration::minutes(16));
     app.sync().await;
     assert!(emu.leads().iter().any(|l| l["Email"] == "b@x.io"));
+}
+
+#[tokio::test]
+async fn a_token_endpoint_that_redirects_is_not_followed_with_the_secret() {
+    let (app, emu) = spawn_with_org(OrgConfig::default()).await;
+    let elsewhere = Emulator::start(OrgConfig::default()).await;
+    app.connect(&emu, "acme", json!({})).await;
+    emu.redirect_token_to(&format!("{}/services/oauth2/token", elsewhere.base));
+    let res = app
+        .admin(Method::POST, "/v1/connections/acme/test")
+        .send()
+        .await
+        .unwrap();
+    let report: Value = res.json().await.unwrap();
+    assert_eq!(report["credentials"]["ok"], false, "{report}");
+    assert_eq!(elsewhere.token_requests(), 0, "the secret was re-posted");
+}
+
+#[tokio::test]
+async fn an_instance_url_that_is_not_an_org_url_is_refused_before_any_data_call() {
+    let (app, emu) = spawn_with_org(OrgConfig::default()).await;
+    let elsewhere = Emulator::start(OrgConfig::default()).await;
+    app.connect(&emu, "acme", json!({})).await;
+    emu.set_instance_url(&format!("{}/steal?x=1", elsewhere.base));
+    let res = app
+        .admin(Method::POST, "/v1/connections/acme/test")
+        .send()
+        .await
+        .unwrap();
+    let report: Value = res.json().await.unwrap();
+    assert_eq!(report["credentials"]["ok"], false, "{report}");
+    assert_eq!(report["credentials"]["error"], "BAD_INSTANCE_URL");
+    assert!(
+        elsewhere.calls().is_empty(),
+        "a data call left for the foreign host"
+    );
+}
+
+#[tokio::test]
+async fn without_the_insecure_setting_plain_http_is_never_called() {
+    let (app, emu) = spawn_with_org(OrgConfig::default()).await;
+    app.connect(&emu, "acme", json!({})).await;
+    let conn = app
+        .store
+        .get_connection(&leadbridge::domain::ConnectionName::parse("acme").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let key = leadbridge::crypto::MasterKey::parse(&app.master_key).unwrap();
+    let creds = leadbridge::salesforce::Credentials::of(&conn, &key).unwrap();
+    let strict = leadbridge::salesforce::Salesforce::new(Default::default());
+    assert!(strict.fresh_token(&creds).await.is_err());
+    assert_eq!(
+        emu.token_requests(),
+        0,
+        "an http:// token endpoint was called"
+    );
 }

@@ -84,6 +84,11 @@ pub struct Org {
     pub calls: Vec<(String, String)>,
     faults: VecDeque<Fault>,
     pub outage: bool,
+    /// While set, the token endpoint answers 307 to this URL (a hostile or
+    /// misconfigured proxy): a client that follows it re-posts its secret there.
+    pub token_redirect: Option<String>,
+    /// While set, token answers name this `instance_url` instead of the emulator.
+    pub instance_url: Option<String>,
     pub latency: Duration,
     in_flight: HashMap<String, u32>,
     pub max_in_flight_per_lead: u32,
@@ -184,6 +189,16 @@ impl Emulator {
         self.with(|o| o.faults.extend(std::iter::repeat_n(fault, times)));
     }
 
+    /// The token endpoint answers `307 Temporary Redirect` to `url` from now on.
+    pub fn redirect_token_to(&self, url: &str) {
+        self.with(|o| o.token_redirect = Some(url.to_string()));
+    }
+
+    /// Token answers name `url` as the org's `instance_url` from now on.
+    pub fn set_instance_url(&self, url: &str) {
+        self.with(|o| o.instance_url = Some(url.to_string()));
+    }
+
     /// While on, every call (token and REST) answers 503.
     pub fn set_outage(&self, on: bool) {
         self.with(|o| o.outage = on);
@@ -252,6 +267,11 @@ async fn token(req: HttpRequest, body: web::Bytes, s: web::Data<Shared>) -> Http
     if o.outage {
         return unavailable();
     }
+    if let Some(url) = &o.token_redirect {
+        return HttpResponse::TemporaryRedirect()
+            .insert_header(("location", url.as_str()))
+            .finish();
+    }
     let ctype = req
         .headers()
         .get("content-type")
@@ -303,7 +323,7 @@ async fn token(req: HttpRequest, body: web::Bytes, s: web::Data<Shared>) -> Http
         "access_token": access,
         "signature": "c2lnbmF0dXJl",
         "scope": "api",
-        "instance_url": s.base,
+        "instance_url": o.instance_url.clone().unwrap_or_else(|| s.base.clone()),
         "id": format!("{}/id/00Dxx0000000001EAA/005xx000001Sv6AAE", s.base),
         "token_type": "Bearer",
         "issued_at": issued,
