@@ -197,6 +197,16 @@ pub struct SettingsArgs {
         global = true
     )]
     pub event_retention_hours: u64,
+    /// How long `/metrics` reuses the backlog it counted (clients per state,
+    /// pending events): counting costs time proportional to the backlog, and
+    /// the endpoint needs no token.
+    #[arg(
+        long,
+        env = "LEADBRIDGE_METRICS_BACKLOG_SECS",
+        default_value_t = 5,
+        global = true
+    )]
+    pub metrics_backlog_secs: u64,
 }
 
 impl SettingsArgs {
@@ -226,6 +236,8 @@ pub struct Settings {
     pub shutdown_timeout: std::time::Duration,
     pub salesforce: SalesforceSettings,
     pub sync: SyncSettings,
+    /// How long `/metrics` reuses a backlog count.
+    pub metrics_backlog_ttl: std::time::Duration,
 }
 
 const ADMIN_TOKEN_ENV: &str = "LEADBRIDGE_ADMIN_TOKEN";
@@ -316,6 +328,7 @@ impl Settings {
                 max_body_bytes: args.max_body_bytes,
                 run_worker: args.worker,
                 shutdown_timeout: std::time::Duration::from_secs(args.shutdown_timeout_secs),
+                metrics_backlog_ttl: std::time::Duration::from_secs(args.metrics_backlog_secs),
                 salesforce: SalesforceSettings {
                     token_ttl: std::time::Duration::from_secs(args.token_ttl_secs),
                     ..SalesforceSettings::default()

@@ -7,7 +7,37 @@ use std::fmt::Write;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::domain::ClientState;
-use crate::store::Backlog;
+use crate::store::{Backlog, Store, StoreError};
+
+/// The backlog, counted at most once per `ttl` however often `/metrics` is
+/// scraped: counting is proportional to the backlog, and scrapes need no
+/// token. Concurrent scrapes wait for one count.
+pub struct BacklogCache {
+    ttl: std::time::Duration,
+    last: tokio::sync::Mutex<Option<(std::time::Instant, std::sync::Arc<Vec<Backlog>>)>>,
+}
+
+impl BacklogCache {
+    pub fn new(ttl: std::time::Duration) -> Self {
+        Self {
+            ttl,
+            last: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The last count if it is younger than the ttl, else a new one.
+    pub async fn get(&self, store: &Store) -> Result<std::sync::Arc<Vec<Backlog>>, StoreError> {
+        let mut last = self.last.lock().await;
+        if let Some((at, backlog)) = last.as_ref() {
+            if at.elapsed() < self.ttl {
+                return Ok(backlog.clone());
+            }
+        }
+        let backlog = std::sync::Arc::new(store.backlog().await?);
+        *last = Some((std::time::Instant::now(), backlog.clone()));
+        Ok(backlog)
+    }
+}
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 

@@ -79,6 +79,7 @@ impl Application {
                 allow_insecure_salesforce: settings.allow_insecure_salesforce,
             },
             max_body_bytes: settings.max_body_bytes,
+            backlog: crate::metrics::BacklogCache::new(settings.metrics_backlog_ttl),
             quota_budget_percent: settings.sync.quota_budget_percent,
             clock,
         });

@@ -35,7 +35,13 @@ pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
     responses((status = 200, description = "Prometheus text format; every name starts with `leadbridge_`",
         body = String, content_type = "text/plain")), security(()))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    let backlog = match state.store.backlog().await {
+    // The store's health is asked at every scrape (one cheap query); the
+    // backlog is counted at most once per LEADBRIDGE_METRICS_BACKLOG_SECS.
+    let counted = match state.store.ping().await {
+        Ok(()) => state.backlog.get(&state.store).await,
+        Err(e) => Err(e),
+    };
+    let backlog = match counted {
         Ok(b) => Some(b),
         Err(e) => {
             tracing::warn!(error = %e, "metrics: the backlog could not be read");
@@ -44,5 +50,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     };
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(crate::metrics::render(backlog.as_deref()))
+        .body(crate::metrics::render(
+            backlog.as_ref().map(|b| b.as_slice()),
+        ))
 }

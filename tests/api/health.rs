@@ -193,3 +193,30 @@ async fn metrics_show_the_backlog_tokens_latency_and_dead_clients() {
         Some(1.0)
     );
 }
+
+#[tokio::test]
+async fn scrapes_reuse_one_backlog_count_within_its_lifetime_but_still_see_the_store_go_down() {
+    use serde_json::json;
+
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.metrics_backlog_ttl = std::time::Duration::from_secs(600);
+    })
+    .await;
+    let secret = app.connection("metrics-ttl").await;
+    let pending = r#"leadbridge_pending_events{connection="metrics-ttl"}"#;
+    assert_eq!(sample(&app.metrics().await, pending), Some(0.0));
+    let body = json!({"type": "client.updated", "data": {"clientId": 1}});
+    assert_eq!(
+        app.send_event("metrics-ttl", &secret, &body).await.status(),
+        202
+    );
+    // Counted once: a scrape does not count the backlog again.
+    for _ in 0..20 {
+        assert_eq!(sample(&app.metrics().await, pending), Some(0.0));
+    }
+    // The store's health is still asked at every scrape.
+    app.store.close().await;
+    let text = app.metrics().await;
+    assert_eq!(sample(&text, "leadbridge_store_up"), Some(0.0), "{text}");
+    assert_eq!(sample(&text, pending), None);
+}

@@ -83,6 +83,8 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
         shutdown_timeout: std::time::Duration::from_secs(5),
         salesforce: SalesforceSettings::default(),
         sync: SyncSettings::default(),
+        // Counted at every scrape, so tests see what they just did.
+        metrics_backlog_ttl: std::time::Duration::ZERO,
     };
     tweak(&mut settings);
     let store = db.open().await;
