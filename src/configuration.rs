@@ -207,6 +207,24 @@ pub struct SettingsArgs {
         global = true
     )]
     pub metrics_backlog_secs: u64,
+    /// How long a request body may take to arrive; a backfill upload may
+    /// take longer but may not stall this long between two chunks.
+    #[arg(
+        long,
+        env = "LEADBRIDGE_BODY_TIMEOUT_SECS",
+        default_value_t = 30,
+        global = true
+    )]
+    pub body_timeout_secs: u64,
+    /// Open client connections at most (kept below the process's file
+    /// descriptor limit); more wait to be accepted.
+    #[arg(
+        long,
+        env = "LEADBRIDGE_MAX_CONNECTIONS",
+        default_value_t = 1000,
+        global = true
+    )]
+    pub max_connections: usize,
 }
 
 impl SettingsArgs {
@@ -238,6 +256,10 @@ pub struct Settings {
     pub sync: SyncSettings,
     /// How long `/metrics` reuses a backlog count.
     pub metrics_backlog_ttl: std::time::Duration,
+    /// How long a request body may take to arrive.
+    pub body_timeout: std::time::Duration,
+    /// Open client connections at most, over all workers.
+    pub max_connections: usize,
 }
 
 const ADMIN_TOKEN_ENV: &str = "LEADBRIDGE_ADMIN_TOKEN";
@@ -329,6 +351,8 @@ impl Settings {
                 run_worker: args.worker,
                 shutdown_timeout: std::time::Duration::from_secs(args.shutdown_timeout_secs),
                 metrics_backlog_ttl: std::time::Duration::from_secs(args.metrics_backlog_secs),
+                body_timeout: std::time::Duration::from_secs(args.body_timeout_secs.max(1)),
+                max_connections: args.max_connections.max(1),
                 salesforce: SalesforceSettings {
                     token_ttl: std::time::Duration::from_secs(args.token_ttl_secs),
                     ..SalesforceSettings::default()

@@ -79,10 +79,12 @@ impl Application {
                 allow_insecure_salesforce: settings.allow_insecure_salesforce,
             },
             max_body_bytes: settings.max_body_bytes,
+            body_timeout: settings.body_timeout,
             backlog: crate::metrics::BacklogCache::new(settings.metrics_backlog_ttl),
             quota_budget_percent: settings.sync.quota_budget_percent,
             clock,
         });
+        let (workers, per_worker) = connection_limits(settings.max_connections);
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(actix_web::middleware::from_fn(
@@ -96,6 +98,8 @@ impl Application {
         })
         // Signals are handled in `run_until`, for the server and the worker together.
         .disable_signals()
+        .workers(workers)
+        .max_connections(per_worker)
         .shutdown_timeout(settings.shutdown_timeout.as_secs().max(1))
         .listen(listener)?
         .run();
@@ -190,6 +194,33 @@ async fn finish_worker(
             tracing::warn!(error = %e, "shutdown deadline reached; leases could not be released and will expire")
         }
     }
+}
+
+/// Worker threads, and connections each may hold: `max` in all, and never so
+/// many that the file descriptors left (the store, Salesforce, the log) run
+/// out. Past the limit, new connections wait in the listen queue.
+fn connection_limits(max: usize) -> (usize, usize) {
+    const RESERVED_FDS: usize = 64;
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct it is given.
+    let fds = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+        usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
+    } else {
+        usize::MAX
+    };
+    let total = max.min(fds.saturating_sub(RESERVED_FDS).max(workers));
+    if total < max {
+        tracing::warn!(
+            max_connections = total,
+            fd_limit = fds,
+            "LEADBRIDGE_MAX_CONNECTIONS lowered to fit the file descriptor limit"
+        );
+    }
+    (workers, total.div_ceil(workers).max(1))
 }
 
 /// The Salesforce client, held to the same host rules as `domainUrl`.

@@ -5,6 +5,11 @@
 //! streaming. If the body is still held while the answer is written, actix
 //! instead closes the connection after a short linger
 //! (`client_disconnect_timeout`). This middleware holds it until then.
+//!
+//! It also puts a deadline on reading the body, so a sender trickling a byte
+//! at a time cannot hold a connection open: the whole body must arrive within
+//! `LEADBRIDGE_BODY_TIMEOUT_SECS`. A backfill upload may take longer, but may
+//! not stall that long between two chunks.
 
 use std::cell::RefCell;
 use std::pin::Pin;
@@ -17,15 +22,51 @@ use actix_web::error::PayloadError;
 use actix_web::middleware::Next;
 use actix_web::web::Bytes;
 use futures_util::Stream;
+use std::future::Future;
+use std::time::Duration;
+
+/// `LEADBRIDGE_BODY_TIMEOUT_SECS` when none is configured.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The request body, shared between the handler and the response it produces.
-struct Shared(Rc<RefCell<Payload>>);
+struct Shared {
+    payload: Rc<RefCell<Payload>>,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    /// Set for streamed uploads: the deadline moves this far on with each chunk.
+    idle: Option<Duration>,
+    timeout: Duration,
+}
 
 impl Stream for Shared {
     type Item = Result<Bytes, PayloadError>;
 
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        Pin::new(&mut *self.0.borrow_mut()).poll_next(cx)
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let polled = Pin::new(&mut *self.payload.borrow_mut()).poll_next(cx);
+        match polled {
+            Poll::Ready(Some(Ok(chunk))) => {
+                if let Some(idle) = self.idle {
+                    let next = tokio::time::Instant::now() + idle;
+                    self.deadline.as_mut().reset(next);
+                }
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Pending => match self.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    let secs = self.timeout.as_secs();
+                    let what = if self.idle.is_some() {
+                        format!("no data arrived for {secs} s")
+                    } else {
+                        format!("the body did not arrive within {secs} s")
+                    };
+                    Poll::Ready(Some(Err(PayloadError::Io(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        what,
+                    )))))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+            other => other,
+        }
     }
 }
 
@@ -55,11 +96,20 @@ pub async fn hold_request_body(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let timeout = req
+        .app_data::<actix_web::web::Data<super::AppState>>()
+        .map_or(DEFAULT_BODY_TIMEOUT, |s| s.body_timeout);
+    let streamed = req.path().ends_with("/backfill");
     let (http_req, payload) = req.into_parts();
     let shared = Rc::new(RefCell::new(payload));
     let mut req = ServiceRequest::from_parts(http_req, Payload::None);
     req.set_payload(Payload::Stream {
-        payload: Box::pin(Shared(shared.clone())),
+        payload: Box::pin(Shared {
+            payload: shared.clone(),
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+            idle: streamed.then_some(timeout),
+            timeout,
+        }),
     });
     let res = next.call(req).await?;
     Ok(res.map_body(move |_, body| Held {

@@ -42,6 +42,8 @@ pub struct AppState {
     /// Percent of the daily API allocation past which only urgent writes go out.
     pub quota_budget_percent: u8,
     pub max_body_bytes: usize,
+    /// How long a request body may take to arrive (a backfill: may stall).
+    pub body_timeout: std::time::Duration,
     /// What `/metrics` last counted of the backlog.
     pub backlog: crate::metrics::BacklogCache,
     pub clock: Arc<dyn Clock>,

@@ -85,6 +85,8 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
         sync: SyncSettings::default(),
         // Counted at every scrape, so tests see what they just did.
         metrics_backlog_ttl: std::time::Duration::ZERO,
+        body_timeout: std::time::Duration::from_secs(30),
+        max_connections: 1000,
     };
     tweak(&mut settings);
     let store = db.open().await;

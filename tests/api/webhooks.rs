@@ -579,3 +579,91 @@ async fn revoking_previous_secrets_stops_them_at_once_and_keeps_the_current_one(
         .unwrap();
     assert_eq!(again, json!({"revoked": 0}));
 }
+
+/// Sends `head`, then one byte of body every 200 ms until the server stops
+/// taking them or 15 s pass; returns the status line and the seconds it took.
+fn trickle(address: &str, head: &str) -> (String, f64) {
+    let started = std::time::Instant::now();
+    let (status, _) = raw_exchange(address, head, |s| {
+        let mut sent = 0;
+        while started.elapsed() < Duration::from_secs(15) {
+            // The answer arrives while we still write: stop once it is readable.
+            s.set_nonblocking(true).unwrap();
+            let mut peek = [0u8; 1];
+            let answered = matches!(s.peek(&mut peek), Ok(n) if n > 0);
+            s.set_nonblocking(false).unwrap();
+            if answered || s.write_all(b" ").is_err() {
+                break;
+            }
+            sent += 1;
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        sent
+    });
+    (status, started.elapsed().as_secs_f64())
+}
+
+#[tokio::test]
+async fn a_body_trickling_in_is_cut_at_the_deadline_while_the_service_keeps_answering() {
+    let app = spawn_app_with(|s| s.body_timeout = Duration::from_secs(1)).await;
+    app.connection("acme").await;
+    let senders: Vec<_> = (0..20)
+        .map(|_| {
+            let address = app.address.clone();
+            tokio::task::spawn_blocking(move || {
+                trickle(&address, "POST /v1/webhooks/acme HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n")
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let live = app
+        .client
+        .get(app.url("/health/live"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200, "answers while 20 bodies trickle");
+    for s in senders {
+        let (status, secs) = s.await.unwrap();
+        assert!(status.starts_with("HTTP/1.1 400"), "{status}");
+        assert!(secs < 4.0, "cut after {secs:.1} s, the deadline is 1 s");
+    }
+}
+
+#[tokio::test]
+async fn past_the_connection_cap_a_request_waits_until_a_slow_sender_is_cut() {
+    // One connection per worker: trickling senders fill them all.
+    let app = spawn_app_with(|s| {
+        s.body_timeout = Duration::from_secs(2);
+        s.max_connections = 1;
+    })
+    .await;
+    app.connection("acme").await;
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let senders: Vec<_> = (0..workers)
+        .map(|_| {
+            let address = app.address.clone();
+            tokio::task::spawn_blocking(move || {
+                trickle(&address, "POST /v1/webhooks/acme HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n")
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = std::time::Instant::now();
+    let live = reqwest::Client::new()
+        .get(app.url("/health/live"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
+    let waited = started.elapsed().as_secs_f64();
+    assert!(
+        waited > 0.8,
+        "answered after {waited:.1} s: the cap did not hold it back"
+    );
+    for s in senders {
+        let (status, _) = s.await.unwrap();
+        assert!(status.starts_with("HTTP/1.1 400"), "{status}");
+    }
+}
