@@ -311,6 +311,7 @@ impl Upload {
                     payload,
                     urgent: false,
                     job_id: Some(self.job_id.clone()),
+                    signed_digest: None,
                 });
             }
             Err(error) => {

@@ -124,9 +124,9 @@ pub(super) async fn insert_events_in(
     order.sort_by(|&a, &b| client_key(&events[a]).cmp(&client_key(&events[b])));
     let sql = dialect.positional(format!(
         "INSERT INTO events (id, connection_id, idempotency_key, client_id, event_type,
-            occurred_at, received_at, payload, urgent, job_id) VALUES {}
-         ON CONFLICT (connection_id, idempotency_key) DO NOTHING RETURNING id",
-        values(events.len(), 10)
+            occurred_at, received_at, payload, urgent, job_id, signed_digest) VALUES {}
+         ON CONFLICT DO NOTHING RETURNING id",
+        values(events.len(), 11)
     ));
     let mut q = sqlx::query_scalar(&sql);
     for e in order.iter().map(|&i| &events[i]) {
@@ -140,7 +140,8 @@ pub(super) async fn insert_events_in(
             .bind(to_millis(e.received_at))
             .bind(&e.payload)
             .bind(e.urgent)
-            .bind(&e.job_id);
+            .bind(&e.job_id)
+            .bind(&e.signed_digest);
     }
     let inserted: HashSet<String> = q
         .persistent(cache_statement(events.len()))
@@ -153,12 +154,15 @@ pub(super) async fn insert_events_in(
         if inserted.contains(&e.id) {
             answers.push(Inserted::Accepted);
         } else {
-            // A duplicate (rare): the id of the event already stored under its key.
+            // A duplicate (rare): the id of the event already stored under
+            // its key or its signed digest (or earlier in this very batch).
             let event_id: String = sqlx::query_scalar(
-                "SELECT id FROM events WHERE connection_id = $1 AND idempotency_key = $2",
+                "SELECT id FROM events WHERE connection_id = $1
+                   AND (idempotency_key = $2 OR signed_digest = $3) ORDER BY seq LIMIT 1",
             )
             .bind(&e.connection_id)
             .bind(&e.idempotency_key)
+            .bind(&e.signed_digest)
             .fetch_one(&mut *tx)
             .await?;
             answers.push(Inserted::Duplicate { event_id });

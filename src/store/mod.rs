@@ -51,6 +51,10 @@ pub struct NewEvent {
     pub urgent: bool,
     /// The backfill job that brought it in, if any.
     pub job_id: Option<String>,
+    /// A digest of what the signature covers, when the key above is not
+    /// covered by it (`hmac-sha256-hex`): a second event with the same digest
+    /// is a duplicate too.
+    pub signed_digest: Option<String>,
 }
 
 /// An event as stored; `seq` gives arrival order.

@@ -77,5 +77,6 @@ pub fn intake<'r>(
         payload,
         urgent: true,
         job_id: None,
+        signed_digest: signed.signed_digest,
     }))
 }

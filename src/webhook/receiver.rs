@@ -36,6 +36,8 @@ pub struct Signed {
     pub idempotency_key: String,
     /// The signed `webhook-timestamp` (Standard Webhooks only).
     pub timestamp: Option<i64>,
+    /// `sha256:<hex>` of the signed body when the key is not signed (hex scheme).
+    pub signed_digest: Option<String>,
 }
 
 /// Why a receiver could not be loaded.
@@ -130,19 +132,25 @@ impl Receiver {
                 Ok(Signed {
                     idempotency_key: bounded_key(id),
                     timestamp: headers.timestamp.and_then(|t| t.trim().parse().ok()),
+                    // The id and timestamp are signed with the body.
+                    signed_digest: None,
                 })
             }
             SignatureScheme::HmacSha256Hex => {
                 let name = self.conn.effective_signature_header();
                 verify::verify_hex(name, header(name), body, &secrets)?;
+                // Only the body is signed: an id header can be changed by
+                // anyone replaying it, so the body's digest dedupes too.
+                let digest = format!("sha256:{}", hex::encode(Sha256::digest(body)));
                 let key = header("webhook-id")
                     .or_else(|| header("x-request-id"))
                     .filter(|k| !k.trim().is_empty())
                     .map(bounded_key)
-                    .unwrap_or_else(|| format!("sha256:{}", hex::encode(Sha256::digest(body))));
+                    .unwrap_or_else(|| digest.clone());
                 Ok(Signed {
                     idempotency_key: key,
                     timestamp: None,
+                    signed_digest: Some(digest),
                 })
             }
         }

@@ -49,6 +49,7 @@ async fn event(
             payload: format!(r#"{{"type":"client.updated","data":{{"clientId":"{client}"}}}}"#),
             urgent: true,
             job_id: None,
+            signed_digest: None,
         })
         .await
         .unwrap()
@@ -338,6 +339,7 @@ async fn a_batch_of_events_commits_together_and_dedupes_within_itself() {
         payload: "{}".into(),
         urgent: true,
         job_id: None,
+        signed_digest: None,
     };
     let batch = [ev("k1", "c1"), ev("k2", "c2"), ev("k1", "c1")];
     let answers = store.insert_events(&batch).await.unwrap();
@@ -383,6 +385,7 @@ async fn every_connection_gets_a_share_of_a_claim_and_webhooks_come_before_backf
             payload: r#"{"type":"client.updated","data":{"clientId":"a0"}}"#.into(),
             urgent: false,
             job_id: None,
+            signed_digest: None,
         })
         .await
         .unwrap();
@@ -420,6 +423,7 @@ async fn an_event_the_database_refuses_fails_alone_not_with_its_batch() {
         payload: "{}".into(),
         urgent: true,
         job_id: None,
+        signed_digest: None,
     };
     // A connection that does not exist breaks a foreign key on both backends.
     let ghost = ConnectionId::generate();

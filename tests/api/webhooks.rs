@@ -336,7 +336,7 @@ async fn a_chunked_body_over_the_limit_gives_413_once_the_limit_is_passed() {
 }
 
 #[tokio::test]
-async fn hex_scheme_accepts_prefixed_and_bare_signatures_and_dedupes_by_request_id() {
+async fn hex_scheme_accepts_prefixed_and_bare_signatures_and_dedupes_by_request_id_and_by_body() {
     let app = spawn_app().await;
     let created = app
         .create_connection(json!({"name": "hex", "signatureScheme": "hmac-sha256-hex", "signatureHeader": "X-B2C-Signature"}))
@@ -363,13 +363,32 @@ async fn hex_scheme_accepts_prefixed_and_bare_signatures_and_dedupes_by_request_
     };
     assert_eq!(app.post_webhook("hex", &again).await.status(), 200);
 
-    // Without an id header, the body's hash is the key: the same body is a duplicate.
+    // Only the body is signed, so a fresh id does not make it new: a replay.
+    let replayed = Webhook {
+        body: body.clone(),
+        headers: vec![
+            ("X-B2C-Signature".into(), bare.clone()),
+            ("X-Request-Id".into(), "req-2-attacker".into()),
+        ],
+    };
+    assert_eq!(app.post_webhook("hex", &replayed).await.status(), 200);
     let no_id = Webhook {
         body: body.clone(),
         headers: vec![("X-B2C-Signature".into(), bare)],
     };
-    assert_eq!(app.post_webhook("hex", &no_id).await.status(), 202);
     assert_eq!(app.post_webhook("hex", &no_id).await.status(), 200);
+
+    // Without an id header, the body's hash is the key: the same body is a duplicate.
+    let other = client_event(10);
+    let other_sig = leadbridge::webhook::sign_hex(&secret, other.as_bytes());
+    let other_no_id = Webhook {
+        body: other,
+        headers: vec![("X-B2C-Signature".into(), other_sig)],
+    };
+    assert_eq!(app.post_webhook("hex", &other_no_id).await.status(), 202);
+    assert_eq!(app.post_webhook("hex", &other_no_id).await.status(), 200);
+    let conn = app.connection_id("hex").await;
+    assert_eq!(app.store.pending_events(&conn).await.unwrap().len(), 2);
 
     // The default header name is not the configured one.
     let wrong_header = Webhook {
