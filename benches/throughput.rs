@@ -14,8 +14,10 @@
 
 #[path = "../tests/support/salesforce_emulator.rs"]
 mod emulator;
+#[path = "throughput/wrk.rs"]
+mod wrk;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -62,9 +64,28 @@ struct Leadbridge {
 
 impl Leadbridge {
     async fn start() -> Self {
+        Self::start_with(None, None).await
+    }
+
+    /// On CPU `cpu` (`taskset`) and on database `database_url` when given.
+    async fn start_with(cpu: Option<&str>, database_url: Option<&str>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let child = Command::new(BIN)
+        let mut cmd = wrk::pinned(std::path::Path::new(BIN), cpu);
+        let mut env_token = None;
+        if let Some(url) = database_url {
+            // Not SQLite: the secrets come from the environment.
+            use secrecy::ExposeSecret;
+            let token = uuid::Uuid::new_v4().simple().to_string();
+            cmd.env("LEADBRIDGE_DATABASE_URL", url)
+                .env("LEADBRIDGE_ADMIN_TOKEN", &token)
+                .env(
+                    "LEADBRIDGE_MASTER_KEY",
+                    leadbridge::crypto::MasterKey::generate_encoded().expose_secret(),
+                );
+            env_token = Some(token);
+        }
+        let child = cmd
             .current_dir(dir.path())
             .env("LEADBRIDGE_LISTEN", format!("127.0.0.1:{port}"))
             .env("LEADBRIDGE_LOG_FORMAT", "json")
@@ -76,7 +97,9 @@ impl Leadbridge {
             .unwrap();
         let base = format!("http://127.0.0.1:{port}");
         wait_http(&format!("{base}/health/ready")).await;
-        let token = std::fs::read_to_string(dir.path().join("leadbridge.db.admin-token")).unwrap();
+        let token = env_token.unwrap_or_else(|| {
+            std::fs::read_to_string(dir.path().join("leadbridge.db.admin-token")).unwrap()
+        });
         Self {
             child,
             base,
@@ -143,22 +166,6 @@ struct Stats {
     ok: usize,
     errors: usize,
     elapsed: Duration,
-    latencies: Vec<Duration>,
-}
-
-impl Stats {
-    fn rate(&self) -> f64 {
-        self.ok as f64 / self.elapsed.as_secs_f64()
-    }
-    fn pct(&mut self, p: f64) -> f64 {
-        self.latencies.sort();
-        if self.latencies.is_empty() {
-            return f64::NAN;
-        }
-        let i =
-            ((self.latencies.len() as f64 * p).ceil() as usize).clamp(1, self.latencies.len()) - 1;
-        self.latencies[i].as_secs_f64() * 1000.0
-    }
 }
 
 /// Sends unique signed events from `CONNECTIONS` keep-alive connections, as
@@ -213,11 +220,9 @@ async fn load(
                     for (k, v) in signed(&secret, &format!("bench-{run}-{n}"), &body) {
                         req = req.header(k, v);
                     }
-                    let sent = Instant::now();
                     match req.send().await {
                         Ok(res) if res.status().as_u16() == 202 => {
                             let _ = res.bytes().await;
-                            stats.latencies.push(sent.elapsed());
                             stats.ok += 1;
                         }
                         _ => stats.errors += 1,
@@ -232,7 +237,6 @@ async fn load(
         let s = t.await.unwrap();
         all.ok += s.ok;
         all.errors += s.errors;
-        all.latencies.extend(s.latencies);
     }
     all.elapsed = start.elapsed();
     all
@@ -257,69 +261,275 @@ fn baseline_server(port: u16) {
     });
 }
 
-async fn ingest() {
-    println!("## (a) Ingest: signed unique webhooks, {CONNECTIONS} connections, 10 s each\n");
-    let port = free_port();
-    let mut baseline = Command::new(std::env::current_exe().unwrap())
-        .args(["baseline-server", &port.to_string()])
-        .stdout(Stdio::null())
-        .spawn()
+/// A webhook body with every field of the contract, about 0.9 KB.
+fn full_event_body(n: usize) -> String {
+    json!({
+        "type": "client.updated",
+        "occurredAt": "2026-11-28T10:00:00Z",
+        "data": {
+            "clientId": n,
+            "email": format!("client{n}@example.com"),
+            "info": {"firstName": "Jane", "middleName": "Quinn", "lastName": format!("Doe{n}")},
+            "phones": [
+                {"number": "+35799123456", "confirmed": true, "updateTime": "2026-11-01T09:00:00Z"},
+                {"number": "+35799000000", "confirmed": false, "updateTime": "2026-11-20T09:00:00Z"}
+            ],
+            "addresses": [
+                {"type": "residential", "country": "Cyprus", "countryCode": "CY", "state": "Limassol",
+                 "city": "Limassol", "address": "1 Main St", "postcode": "3035",
+                 "updateTime": "2026-11-01T09:00:00Z"},
+                {"type": "postal", "country": "Cyprus", "countryCode": "196", "state": "Nicosia",
+                 "city": "Nicosia", "address": "PO Box 1234", "postcode": "1010",
+                 "updateTime": "2026-11-02T09:00:00Z"}
+            ],
+            "status": {"id": 1, "name": "Active"},
+            "type": {"id": 2, "name": "Individual"},
+            "verificationLevel": {"id": 3, "name": "Full"}
+        }
+    })
+    .to_string()
+}
+
+/// `leadbridge_webhooks_total` of connection `acme` by outcome, from /metrics.
+async fn webhook_counts(base: &str) -> std::collections::HashMap<String, f64> {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
         .unwrap();
-    let bare_url = format!("http://127.0.0.1:{port}/v1/webhooks/acme");
-    wait_http(&format!("http://127.0.0.1:{port}/")).await;
-    let lb = Leadbridge::start().await;
-    // A disabled connection: events are stored and held, nothing goes to Salesforce.
-    let secret = lb.connection(json!({"name": "acme"})).await;
+    text.lines()
+        .filter_map(|l| l.strip_prefix("leadbridge_webhooks_total{"))
+        .filter_map(|l| {
+            let (labels, value) = l.split_once("} ")?;
+            let outcome = labels.split("outcome=\"").nth(1)?.split('"').next()?;
+            Some((outcome.to_string(), value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// One wrk run at leadbridge with fresh requests (unique, signed now); the
+/// count of accepted webhooks is checked against what wrk counted, so no run
+/// is inflated by duplicates or errors.
+async fn wrk_leadbridge(
+    lb: &Leadbridge,
+    secret: &SecretString,
+    count: usize,
+    secs: Duration,
+    rate: Option<f64>,
+    wrk_cpu: Option<&str>,
+) -> wrk::Run {
+    let host = lb.base.trim_start_matches("http://").to_string();
+    let requests =
+        wrk::Requests::signed(&host, "/v1/webhooks/acme", secret, count, full_event_body);
+    let before = webhook_counts(&lb.base).await;
     let url = format!("{}/v1/webhooks/acme", lb.base);
-    let secs = Duration::from_secs(10);
-    if let Ok(path) = std::env::var("BENCH_PID_FILE") {
-        std::fs::write(path, lb.child.id().to_string()).unwrap();
+    let pid = lb.child.id();
+    let run = tokio::task::spawn_blocking({
+        let wrk_cpu = wrk_cpu.map(str::to_string);
+        move || {
+            wrk::run(
+                &requests,
+                &url,
+                CONNECTIONS,
+                secs,
+                rate,
+                wrk_cpu.as_deref(),
+                pid,
+            )
+        }
+    })
+    .await
+    .unwrap();
+    let after = webhook_counts(&lb.base).await;
+    let delta = |k: &str| after.get(k).unwrap_or(&0.0) - before.get(k).unwrap_or(&0.0);
+    let others: f64 = after
+        .iter()
+        .filter(|(k, _)| k.as_str() != "accepted")
+        .map(|(k, _)| delta(k))
+        .sum();
+    assert_eq!(
+        others, 0.0,
+        "answers other than accepted: {after:?} (more requests needed?)"
+    );
+    assert_eq!(
+        run.status_errors + run.socket_errors,
+        0,
+        "wrk saw errors: {run:?}"
+    );
+    // wrk does not count answers still in flight when it stops.
+    assert!(
+        delta("accepted") >= run.requests as f64,
+        "{run:?} {after:?}"
+    );
+    run
+}
+
+fn wrk_row(name: &str, r: &wrk::Run) {
+    println!(
+        "| {name} | {:.0} | {:.2} | {:.2} | {:.0} | {:.2} |",
+        r.rate(),
+        r.p50_ms,
+        r.p99_ms,
+        r.cpu_us(),
+        r.wrk_cpu / r.secs
+    );
+}
+
+async fn ingest() {
+    wrk::ensure_installed();
+    let secs = Duration::from_secs(env_or("BENCH_WRK_SECS", 8));
+    // Requests written for a run as fast as it answers: enough for 50k/s.
+    let count = env_or("BENCH_WRK_REQUESTS", 50_000 * secs.as_secs() as usize);
+    println!(
+        "## (a) Ingest: wrk, 1 thread, {CONNECTIONS} connections, {} s per run, \
+         unique pre-signed webhooks of {} bytes\n",
+        secs.as_secs(),
+        full_event_body(0).len()
+    );
+    let postgres = std::env::var("BENCH_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    // BENCH_WRK_SETUPS picks some of: unpinned, pinned, postgres.
+    let only = std::env::var("BENCH_WRK_SETUPS").unwrap_or_default();
+    let setups = [
+        ("unpinned", "unpinned", None, None, None),
+        (
+            "pinned",
+            "pinned: server on CPU 0, wrk on CPU 1",
+            Some("0"),
+            Some("1"),
+            None,
+        ),
+        (
+            "postgres",
+            "unpinned, PostgreSQL",
+            None,
+            None,
+            Some(postgres),
+        ),
+    ];
+    let mut rss = Vec::new();
+    for (key, setup, server_cpu, wrk_cpu, pg) in setups {
+        if !only.is_empty() && !only.split(',').any(|k| k == key) {
+            continue;
+        }
+        let port = free_port();
+        let exe = std::env::current_exe().unwrap();
+        let mut baseline = wrk::pinned(&exe, server_cpu)
+            .args(["baseline-server", &port.to_string()])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let bare_url = format!("http://127.0.0.1:{port}/v1/webhooks/acme");
+        wait_http(&format!("http://127.0.0.1:{port}/")).await;
+        let db = match &pg {
+            Some(server) => Some(fresh_postgres(server).await),
+            None => None,
+        };
+        let lb = Leadbridge::start_with(server_cpu, db.as_deref()).await;
+        // A disabled connection: events are stored and held, nothing goes to Salesforce.
+        let secret = SecretString::from(lb.connection(json!({"name": "acme"})).await);
+        if let Ok(path) = std::env::var("BENCH_PID_FILE") {
+            std::fs::write(path, lb.child.id().to_string()).unwrap();
+        }
+
+        let bare_requests = wrk::Requests::signed(
+            &format!("127.0.0.1:{port}"),
+            "/v1/webhooks/acme",
+            &secret,
+            100_000,
+            full_event_body,
+        );
+        let bare_pid = baseline.id();
+        let (bare_url2, wc) = (bare_url.clone(), wrk_cpu.map(str::to_string));
+        let bare = tokio::task::spawn_blocking(move || {
+            let wc = wc.as_deref();
+            let _warm = wrk::run(
+                &bare_requests,
+                &bare_url2,
+                CONNECTIONS,
+                Duration::from_secs(2),
+                None,
+                wc,
+                bare_pid,
+            );
+            wrk::run(
+                &bare_requests,
+                &bare_url2,
+                CONNECTIONS,
+                secs,
+                None,
+                wc,
+                bare_pid,
+            )
+        })
+        .await
+        .unwrap();
+        let _ = baseline.kill();
+        let _ = baseline.wait();
+        let full = wrk_leadbridge(&lb, &secret, count, secs, None, wrk_cpu).await;
+        let half_rate = full.rate() / 2.0;
+        let half_count = (half_rate * secs.as_secs_f64() * 1.2) as usize;
+        let half = wrk_leadbridge(&lb, &secret, half_count, secs, Some(half_rate), wrk_cpu).await;
+        rss.push(lb.peak_rss_mib());
+
+        println!("**{setup}**\n");
+        println!(
+            "| endpoint | requests/s | p50 ms | p99 ms | server CPU µs/request | wrk CPU (cores) |"
+        );
+        println!("|---|---|---|---|---|---|");
+        wrk_row("bare actix-web, 202 only", &bare);
+        wrk_row("leadbridge, as fast as it answers", &full);
+        wrk_row(
+            &format!("leadbridge, paced at half that rate ({half_rate:.0}/s)"),
+            &half,
+        );
+        println!(
+            "\nleadbridge / bare = **{:.0}%**\n",
+            100.0 * full.rate() / bare.rate()
+        );
+        drop(lb);
+        if let (Some(server), Some(db)) = (&pg, db) {
+            drop_postgres(server, &db).await;
+        }
     }
+    println!("peak RSS of leadbridge (d): {rss:.1?} MiB\n");
+}
 
-    let _warm = load(
-        &bare_url,
-        &secret,
-        Duration::from_secs(1),
-        None,
-        usize::MAX,
-        usize::MAX,
-    )
-    .await;
-    let mut bare = load(&bare_url, &secret, secs, None, usize::MAX, usize::MAX).await;
-    let mut full = load(&url, &secret, secs, None, usize::MAX, usize::MAX).await;
-    let half_rate = full.rate() / 2.0;
-    let mut half = load(&url, &secret, secs, Some(half_rate), usize::MAX, usize::MAX).await;
-    let rss = lb.peak_rss_mib();
-    let _ = baseline.kill();
-    let _ = baseline.wait();
+/// A new, empty database on the PostgreSQL server at `server`; its URL.
+async fn fresh_postgres(server: &str) -> String {
+    use sqlx::Connection;
+    let name = format!("leadbridge_bench_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(server)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at BENCH_POSTGRES_URL cannot be reached: {e}"));
+    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let mut url = url::Url::parse(server).unwrap();
+    url.set_path(&name);
+    url.to_string()
+}
 
-    println!("| endpoint | requests/s | p50 ms | p99 ms | errors |");
-    println!("|---|---|---|---|---|");
-    println!(
-        "| bare actix-web, 202 only | {:.0} | {:.2} | {:.2} | {} |",
-        bare.rate(),
-        bare.pct(0.5),
-        bare.pct(0.99),
-        bare.errors
-    );
-    println!(
-        "| leadbridge, as fast as it answers | {:.0} | {:.2} | {:.2} | {} |",
-        full.rate(),
-        full.pct(0.5),
-        full.pct(0.99),
-        full.errors
-    );
-    println!(
-        "| leadbridge, paced at half that rate ({half_rate:.0}/s) | {:.0} | {:.2} | {:.2} | {} |",
-        half.rate(),
-        half.pct(0.5),
-        half.pct(0.99),
-        half.errors
-    );
-    println!(
-        "\nleadbridge / bare = {:.0}%; peak RSS of leadbridge (d) = {rss:.1} MiB\n",
-        100.0 * full.rate() / bare.rate()
-    );
+async fn drop_postgres(server: &str, db: &str) {
+    use sqlx::Connection;
+    let name = url::Url::parse(db)
+        .unwrap()
+        .path()
+        .trim_start_matches('/')
+        .to_string();
+    let mut conn = sqlx::PgConnection::connect(server).await.unwrap();
+    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+        .execute(&mut conn)
+        .await;
 }
 
 /// Salesforce calls (token and REST) the emulator received.

@@ -1,18 +1,30 @@
-//! Group commit for accepted webhooks: one task takes every event waiting,
-//! stores them in one transaction (one fsync), then answers each request.
-//! Idle, a batch is one event and adds no wait; under load batches grow with
-//! concurrency. A request is answered only after its batch has committed.
+//! Group commit for accepted webhooks: one committer takes every event
+//! waiting, stores them in one transaction (one fsync), then answers each
+//! request. Idle, a batch is one event and adds no wait; under load batches
+//! grow with concurrency. A request is answered only after its batch has
+//! committed.
+//!
+//! On an SQLite file the committer is a thread of its own with its own
+//! connection ([`SqliteWriter`]): a batch costs one hand-off in and one
+//! answer out per request, and nothing else crosses threads. On PostgreSQL
+//! it is a task writing through the pool.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{Inserted, NewEvent, Store, StoreError};
+use crate::store::{Inserted, NewEvent, SqliteWriter, Store, StoreError};
 
 /// Events committed together, at most.
 const MAX_BATCH: usize = 512;
 
+/// How often the committer logs how many webhooks it stored (each one is
+/// logged at debug only).
+const TALLY_EVERY: Duration = Duration::from_secs(10);
+
 type Reply = oneshot::Sender<Result<Inserted, StoreError>>;
+type Queue = mpsc::Receiver<(NewEvent, Reply)>;
 
 /// Handle to the committer.
 #[derive(Clone)]
@@ -21,11 +33,22 @@ pub struct Ingest {
 }
 
 impl Ingest {
-    /// Starts the committer on the current runtime.
-    pub fn start(store: Arc<Store>) -> Self {
+    /// Starts the committer: a thread on an SQLite file, else a task on the
+    /// current runtime.
+    pub fn start(store: Arc<Store>) -> Result<Self, StoreError> {
         let (queue, rx) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(commit_loop(store, rx));
-        Self { queue }
+        match store.sqlite_writer().transpose()? {
+            Some(writer) => {
+                std::thread::Builder::new()
+                    .name("leadbridge-committer".into())
+                    .spawn(move || commit_thread(writer, rx))
+                    .map_err(|e| StoreError::Unavailable(sqlx::Error::Io(e)))?;
+            }
+            None => {
+                tokio::spawn(commit_loop(store, rx));
+            }
+        }
+        Ok(Self { queue })
     }
 
     /// Stores one event durably (with whatever else is waiting). A stopped
@@ -40,35 +63,139 @@ impl Ingest {
     }
 }
 
-async fn commit_loop(store: Arc<Store>, mut rx: mpsc::Receiver<(NewEvent, Reply)>) {
+fn commit_thread(mut writer: SqliteWriter, mut rx: Queue) {
+    let mut tally = Tally::default();
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let (events, replies): (Vec<NewEvent>, Vec<Reply>) = batch.drain(..).unzip();
+        let result = writer.insert_events(&events);
+        match refused_alone(result, &events) {
+            Ok(result) => tally.answer(replies, result),
+            Err(_) => {
+                for (event, reply) in events.iter().zip(replies) {
+                    let one = writer.insert_events(std::slice::from_ref(event));
+                    tally.answer_one(event, reply, one);
+                }
+            }
+        }
+    }
+}
+
+async fn commit_loop(store: Arc<Store>, mut rx: Queue) {
+    let mut tally = Tally::default();
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (events, replies): (Vec<NewEvent>, Vec<Reply>) = batch.drain(..).unzip();
-        match insert_retrying(store.as_ref(), &events).await {
+        let result = insert_retrying(store.as_ref(), &events).await;
+        match refused_alone(result, &events) {
+            Ok(result) => tally.answer(replies, result),
+            Err(_) => {
+                for (event, reply) in events.iter().zip(replies) {
+                    let one = insert_retrying(store.as_ref(), std::slice::from_ref(event)).await;
+                    tally.answer_one(event, reply, one);
+                }
+            }
+        }
+    }
+}
+
+/// `Err` when the batch must be stored again one event at a time: one event
+/// the database refuses must not fail its neighbours.
+fn refused_alone(
+    result: Result<Vec<Inserted>, StoreError>,
+    events: &[NewEvent],
+) -> Result<Result<Vec<Inserted>, StoreError>, ()> {
+    match result {
+        Err(StoreError::Rejected(_)) if events.len() > 1 => Err(()),
+        other => Ok(other),
+    }
+}
+
+/// Counts what was stored, for a log line every [`TALLY_EVERY`].
+struct Tally {
+    since: Instant,
+    accepted: u64,
+    duplicates: u64,
+    batches: u64,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Self {
+            since: Instant::now(),
+            accepted: 0,
+            duplicates: 0,
+            batches: 0,
+        }
+    }
+}
+
+impl Tally {
+    /// Answers a batch's requests with its result.
+    fn answer(&mut self, replies: Vec<Reply>, result: Result<Vec<Inserted>, StoreError>) {
+        match result {
             Ok(answers) => {
                 for (reply, answer) in replies.into_iter().zip(answers) {
+                    self.count(&answer);
                     let _ = reply.send(Ok(answer));
                 }
             }
-            // One event the database refuses must not fail its neighbours:
-            // store each on its own, so only that one is refused.
-            Err(StoreError::Rejected(_)) if events.len() > 1 => {
-                for (event, reply) in events.iter().zip(replies) {
-                    let one = insert_retrying(store.as_ref(), std::slice::from_ref(event))
-                        .await
-                        .map(|mut a| a.pop().expect("one answer per event"));
-                    if let Err(e) = &one {
-                        tracing::warn!(error = %e, event_id = %event.id, "a webhook could not be stored");
-                    }
-                    let _ = reply.send(one);
-                }
-            }
             Err(e) => {
-                tracing::warn!(error = %e, events = events.len(), "a batch of webhooks could not be stored");
+                tracing::warn!(error = %e, events = replies.len(), "a batch of webhooks could not be stored");
                 for reply in replies {
                     let _ = reply.send(Err(e.shared()));
                 }
             }
+        }
+        self.batch_done();
+    }
+
+    /// Answers one request of a batch stored event by event.
+    fn answer_one(
+        &mut self,
+        event: &NewEvent,
+        reply: Reply,
+        one: Result<Vec<Inserted>, StoreError>,
+    ) {
+        let one = one.map(|mut a| a.pop().expect("one answer per event"));
+        match &one {
+            Ok(answer) => self.count(answer),
+            Err(e) => {
+                tracing::warn!(error = %e, event_id = %event.id, "a webhook could not be stored")
+            }
+        }
+        let _ = reply.send(one);
+        self.batch_done();
+    }
+
+    fn count(&mut self, answer: &Inserted) {
+        match answer {
+            Inserted::Accepted => self.accepted += 1,
+            Inserted::Duplicate { .. } => self.duplicates += 1,
+        }
+    }
+
+    fn batch_done(&mut self) {
+        self.batches += 1;
+        let elapsed = self.since.elapsed();
+        if elapsed >= TALLY_EVERY {
+            if self.accepted + self.duplicates > 0 {
+                tracing::info!(
+                    accepted = self.accepted,
+                    duplicates = self.duplicates,
+                    commits = self.batches,
+                    seconds = elapsed.as_secs(),
+                    "webhooks stored"
+                );
+            }
+            *self = Self::default();
         }
     }
 }

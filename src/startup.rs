@@ -66,7 +66,7 @@ impl Application {
             settings.sync,
             wake.clone(),
         ));
-        let ingest = crate::ingest::Ingest::start(store.clone());
+        let ingest = crate::ingest::Ingest::start(store.clone())?;
         let state = web::Data::new(AppState {
             store: store.clone(),
             ingest,

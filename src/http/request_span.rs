@@ -1,13 +1,12 @@
-//! The span each request is logged in: tracing-actix-web's fields, but the
+//! The span each request is logged in: its method, path and request id. The
 //! target is the path without its query string, which may carry what should
 //! never reach a log (a token sent as `?token=`, a client id).
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::{Error, HttpMessage};
-use tracing::field::Empty;
 use tracing::Span;
-use tracing_actix_web::{DefaultRootSpanBuilder, RequestId, RootSpanBuilder};
+use tracing_actix_web::{RequestId, RootSpanBuilder};
 
 /// [`RootSpanBuilder`] that records `http.target` as the path only.
 pub struct PathOnly;
@@ -19,21 +18,16 @@ impl RootSpanBuilder for PathOnly {
             .get::<RequestId>()
             .map(|id| id.to_string())
             .unwrap_or_default();
-        let route = request.match_pattern().unwrap_or_else(|| "default".into());
         tracing::info_span!(
             "HTTP request",
             http.method = %request.method(),
-            http.route = %route,
             http.target = %request.path(),
-            http.status_code = Empty,
-            otel.status_code = Empty,
             request_id = %request_id,
-            exception.message = Empty,
-            exception.details = Empty,
         )
     }
 
-    fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, Error>) {
-        DefaultRootSpanBuilder::on_request_end(span, outcome);
-    }
+    /// Nothing is recorded at the end: no line is written when a request's
+    /// span closes, so fields set then would reach no log, and recording
+    /// them re-renders the span's fields on every request.
+    fn on_request_end<B: MessageBody>(_: Span, _: &Result<ServiceResponse<B>, Error>) {}
 }

@@ -97,7 +97,9 @@ async fn handle(
     match state.ingest.insert(new).await? {
         Inserted::Accepted => {
             state.wake.notify_one();
-            tracing::info!(
+            // At debug: at full rate a line per webhook costs more than
+            // storing it. The committer logs a count at info.
+            tracing::debug!(
                 connection = %conn.name, %client_id, %event_id, held = !conn.enabled,
                 "webhook accepted"
             );
@@ -107,7 +109,7 @@ async fn handle(
             ))
         }
         Inserted::Duplicate { event_id } => {
-            tracing::info!(connection = %conn.name, %event_id, "webhook duplicate");
+            tracing::debug!(connection = %conn.name, %event_id, "webhook duplicate");
             Ok((
                 StatusCode::OK,
                 WebhookAnswer::new("duplicate", Some(event_id)),

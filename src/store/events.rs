@@ -107,7 +107,67 @@ impl Store {
     }
 }
 
-/// Stores events within `tx`; see [`Store::insert_events`].
+/// The columns an event is stored with, in the order they are bound.
+pub(super) const INSERT_EVENT: &str = "INSERT INTO events (id, connection_id, idempotency_key,
+    client_id, event_type, occurred_at, received_at, payload, urgent, job_id, signed_digest)
+    VALUES";
+pub(super) const EVENT_PARAMS: usize = 11;
+
+/// The id of the event already stored under a duplicate's key or signed
+/// digest (or earlier in the same batch): $1 connection, $2 key, $3 digest.
+pub(super) const DUPLICATE_OF: &str = "SELECT id FROM events WHERE connection_id = $1
+    AND (idempotency_key = $2 OR signed_digest = $3) ORDER BY seq LIMIT 1";
+
+/// Makes a client due for a new event: a dead one starts over, a retrying
+/// one keeps its backoff. Bound: connection, client, state (`pending`),
+/// next attempt and update time (receipt), urgent.
+pub(super) const INSERT_DUE_CLIENT: &str =
+    "INSERT INTO clients AS c (connection_id, client_id, state, next_attempt_at, updated_at, urgent)
+     VALUES";
+pub(super) const DUE_CLIENT_PARAMS: usize = 6;
+pub(super) const DUE_CLIENT_CONFLICT: &str = "ON CONFLICT (connection_id, client_id) DO UPDATE SET
+       state = CASE WHEN c.state IN ('synced', 'dead') THEN 'pending' ELSE c.state END,
+       attempts = CASE WHEN c.state = 'dead' THEN 0 ELSE c.attempts END,
+       first_failure_at = CASE WHEN c.state = 'dead' THEN NULL ELSE c.first_failure_at END,
+       next_attempt_at = CASE
+         WHEN c.state = 'retrying' AND c.next_attempt_at IS NOT NULL THEN c.next_attempt_at
+         WHEN c.next_attempt_at IS NOT NULL AND c.next_attempt_at < excluded.next_attempt_at
+           THEN c.next_attempt_at
+         ELSE excluded.next_attempt_at
+       END,
+       updated_at = excluded.updated_at,
+       urgent = (c.urgent OR excluded.urgent)";
+
+/// The order a batch is written in. Rows are locked in one order everywhere
+/// (by client; stable, so a client's events keep their arrival order), so
+/// concurrent batches wait for each other instead of deadlocking.
+pub(super) fn write_order(events: &[NewEvent]) -> Vec<&NewEvent> {
+    let mut order: Vec<&NewEvent> = events.iter().collect();
+    order.sort_by(|a, b| client_key(a).cmp(&client_key(b)));
+    order
+}
+
+/// The clients that newly stored events make due, once each and in `order`,
+/// with whether any of their new events is urgent.
+pub(super) fn due_clients<'e>(
+    order: &[&'e NewEvent],
+    stored: impl Fn(&NewEvent) -> bool,
+) -> Vec<(&'e NewEvent, bool)> {
+    let urgent: HashSet<(&str, &str)> = order
+        .iter()
+        .filter(|e| e.urgent && stored(e))
+        .map(|e| client_key(e))
+        .collect();
+    let mut seen = HashSet::new();
+    order
+        .iter()
+        .filter(|e| stored(e) && seen.insert(client_key(e)))
+        .map(|e| (*e, urgent.contains(&client_key(e))))
+        .collect()
+}
+
+/// Stores events within `tx`; see [`Store::insert_events`]. A few statements
+/// per batch, not two per event: each statement is a round trip.
 pub(super) async fn insert_events_in(
     tx: &mut AnyConnection,
     dialect: Dialect,
@@ -116,20 +176,13 @@ pub(super) async fn insert_events_in(
     if events.is_empty() {
         return Ok(Vec::new());
     }
-    // Rows are locked in one order everywhere (by client; stable, so a
-    // client's events keep their arrival order), so concurrent batches
-    // wait for each other instead of deadlocking. A few statements per
-    // batch, not two per event: each statement is a round trip.
-    let mut order: Vec<usize> = (0..events.len()).collect();
-    order.sort_by(|&a, &b| client_key(&events[a]).cmp(&client_key(&events[b])));
+    let order = write_order(events);
     let sql = dialect.positional(format!(
-        "INSERT INTO events (id, connection_id, idempotency_key, client_id, event_type,
-            occurred_at, received_at, payload, urgent, job_id, signed_digest) VALUES {}
-         ON CONFLICT DO NOTHING RETURNING id",
-        values(events.len(), 11)
+        "{INSERT_EVENT} {} ON CONFLICT DO NOTHING RETURNING id",
+        values(events.len(), EVENT_PARAMS)
     ));
     let mut q = sqlx::query_scalar(&sql);
-    for e in order.iter().map(|&i| &events[i]) {
+    for e in &order {
         q = q
             .bind(&e.id)
             .bind(&e.connection_id)
@@ -154,62 +207,32 @@ pub(super) async fn insert_events_in(
         if inserted.contains(&e.id) {
             answers.push(Inserted::Accepted);
         } else {
-            // A duplicate (rare): the id of the event already stored under
-            // its key or its signed digest (or earlier in this very batch).
-            let event_id: String = sqlx::query_scalar(
-                "SELECT id FROM events WHERE connection_id = $1
-                   AND (idempotency_key = $2 OR signed_digest = $3) ORDER BY seq LIMIT 1",
-            )
-            .bind(&e.connection_id)
-            .bind(&e.idempotency_key)
-            .bind(&e.signed_digest)
-            .fetch_one(&mut *tx)
-            .await?;
+            let event_id: String = sqlx::query_scalar(DUPLICATE_OF)
+                .bind(&e.connection_id)
+                .bind(&e.idempotency_key)
+                .bind(&e.signed_digest)
+                .fetch_one(&mut *tx)
+                .await?;
             answers.push(Inserted::Duplicate { event_id });
         }
     }
-    // Their clients become due, once each: a dead one starts over, a
-    // retrying one keeps its backoff.
-    let mut seen = HashSet::new();
-    let urgent_clients: HashSet<(&str, &str)> = events
-        .iter()
-        .filter(|e| e.urgent && inserted.contains(&e.id))
-        .map(client_key)
-        .collect();
-    let due: Vec<&NewEvent> = order
-        .iter()
-        .map(|&i| &events[i])
-        .filter(|e| inserted.contains(&e.id) && seen.insert(client_key(e)))
-        .collect();
+    let due = due_clients(&order, |e| inserted.contains(&e.id));
     if due.is_empty() {
         return Ok(answers);
     }
     let sql = dialect.positional(format!(
-        "INSERT INTO clients AS c (connection_id, client_id, state, next_attempt_at, updated_at, urgent)
-         VALUES {}
-         ON CONFLICT (connection_id, client_id) DO UPDATE SET
-           state = CASE WHEN c.state IN ('synced', 'dead') THEN 'pending' ELSE c.state END,
-           attempts = CASE WHEN c.state = 'dead' THEN 0 ELSE c.attempts END,
-           first_failure_at = CASE WHEN c.state = 'dead' THEN NULL ELSE c.first_failure_at END,
-           next_attempt_at = CASE
-             WHEN c.state = 'retrying' AND c.next_attempt_at IS NOT NULL THEN c.next_attempt_at
-             WHEN c.next_attempt_at IS NOT NULL AND c.next_attempt_at < excluded.next_attempt_at
-               THEN c.next_attempt_at
-             ELSE excluded.next_attempt_at
-           END,
-           updated_at = excluded.updated_at,
-           urgent = (c.urgent OR excluded.urgent)",
-        values(due.len(), 6)
+        "{INSERT_DUE_CLIENT} {} {DUE_CLIENT_CONFLICT}",
+        values(due.len(), DUE_CLIENT_PARAMS)
     ));
     let mut q = sqlx::query(&sql);
-    for e in due {
+    for (e, urgent) in due {
         q = q
             .bind(&e.connection_id)
             .bind(&e.client_id)
             .bind("pending")
             .bind(to_millis(e.received_at))
             .bind(to_millis(e.received_at))
-            .bind(urgent_clients.contains(&client_key(e)));
+            .bind(urgent);
     }
     q.persistent(cache_statement(events.len()))
         .execute(&mut *tx)

@@ -11,6 +11,7 @@ mod connections;
 pub mod dialect;
 mod events;
 mod rows;
+mod sqlite_writer;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -20,6 +21,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 pub use dialect::Dialect;
+pub use sqlite_writer::SqliteWriter;
 
 use crate::domain::{ClientId, ClientState, ConnectionId, ConnectionName};
 
@@ -199,6 +201,8 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 pub struct Store {
     pool: AnyPool,
     dialect: Dialect,
+    /// The database file, when it is an SQLite file.
+    sqlite_file: Option<std::path::PathBuf>,
 }
 
 /// Opens the store named by a database URL and brings its schema up to date.
@@ -252,7 +256,15 @@ impl Store {
             Dialect::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Dialect::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        Ok(Self { pool, dialect })
+        let sqlite_file = match dialect {
+            Dialect::Sqlite => sqlite_writer::file_of(url),
+            Dialect::Postgres => None,
+        };
+        Ok(Self {
+            pool,
+            dialect,
+            sqlite_file,
+        })
     }
 
     /// Which database this is.
@@ -301,16 +313,15 @@ impl Store {
 /// database file's mode. An existing file keeps the mode it has.
 fn create_private(url: &str) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)?;
-    let path = options.get_filename();
-    if path.as_os_str().is_empty() || path.to_string_lossy().starts_with("file:sqlx-in-memory") {
+    sqlx::sqlite::SqliteConnectOptions::from_str(url)?;
+    let Some(path) = sqlite_writer::file_of(url) else {
         return Ok(());
-    }
+    };
     match std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(path)
+        .open(&path)
     {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),

@@ -411,7 +411,7 @@ async fn every_connection_gets_a_share_of_a_claim_and_webhooks_come_before_backf
 async fn an_event_the_database_refuses_fails_alone_not_with_its_batch() {
     let (_db, store, now) = setup().await;
     let conn = connection(store.as_ref(), "acme", true, now).await;
-    let ingest = leadbridge::ingest::Ingest::start(store.clone());
+    let ingest = leadbridge::ingest::Ingest::start(store.clone()).unwrap();
     let new = |conn: &ConnectionId, i: usize| NewEvent {
         id: uuid::Uuid::new_v4().to_string(),
         connection_id: conn.clone(),
@@ -469,4 +469,94 @@ async fn a_new_sqlite_database_and_its_wal_are_readable_by_their_owner_only() {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{}", path.display());
     }
+}
+
+/// The webhook committer's own SQLite connection stores a batch exactly as
+/// the pool's statements do: the same answers, events and due clients.
+#[tokio::test]
+async fn the_sqlite_committer_stores_a_batch_as_the_pool_does() {
+    let now = Utc::now();
+    let batch = |conn: &ConnectionId| {
+        let ev = |client: &str, key: &str, urgent: bool| NewEvent {
+            id: uuid::Uuid::now_v7().to_string(),
+            connection_id: conn.clone(),
+            idempotency_key: key.into(),
+            client_id: cid(client),
+            event_type: "client.updated".into(),
+            occurred_at: now,
+            received_at: now,
+            payload: format!("{{\"k\":\"{key}\"}}"),
+            urgent,
+            job_id: None,
+            signed_digest: None,
+        };
+        // Client b's events interleave with a's; k1 comes twice in the batch.
+        vec![
+            ev("b", "k1", false),
+            ev("a", "k2", false),
+            ev("b", "k1", true),
+            ev("b", "k3", true),
+            ev("a", "k4", false),
+        ]
+    };
+    let mut seen = Vec::new();
+    for committer in [false, true] {
+        let db = TestDb::sqlite().await;
+        let store = db.open().await;
+        let conn = connection(store.as_ref(), "acme", true, now).await;
+        let events = batch(&conn);
+        let answers = if committer {
+            let mut writer = store.sqlite_writer().expect("a file").unwrap();
+            let answers = writer.insert_events(&events).unwrap();
+            // A connection that does not exist breaks a foreign key: the
+            // batch is refused as the data's fault, and nothing of it stays.
+            let mut ghost = batch(&ConnectionId::generate());
+            ghost[0].connection_id = conn.clone();
+            ghost[0].idempotency_key = "k9".into();
+            let refused = writer.insert_events(&ghost).unwrap_err();
+            assert!(
+                matches!(refused, leadbridge::store::StoreError::Rejected(_)),
+                "{refused:?}"
+            );
+            answers
+        } else {
+            store.insert_events(&events).await.unwrap()
+        };
+        let first_k1 = events[0].id.clone();
+        assert_eq!(
+            answers,
+            vec![
+                Inserted::Accepted,
+                Inserted::Accepted,
+                Inserted::Duplicate { event_id: first_k1 },
+                Inserted::Accepted,
+                Inserted::Accepted,
+            ],
+            "committer: {committer}"
+        );
+        let keys: Vec<String> = store
+            .pending_events(&conn)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| format!("{}:{}", e.client_id.as_str(), e.idempotency_key))
+            .collect();
+        let mut clients = Vec::new();
+        for c in [cid("a"), cid("b")] {
+            let r = store.client(&conn, &c).await.unwrap().unwrap();
+            clients.push(format!(
+                "{:?} {:?} {}",
+                r.state, r.next_attempt_at, r.pending_events
+            ));
+        }
+        let due = store
+            .claim_due(now, "w", now + Duration::seconds(30), 10)
+            .await
+            .unwrap()
+            .len();
+        seen.push((keys, clients, due));
+    }
+    assert_eq!(seen[0], seen[1]);
+    assert_eq!(seen[0].0.len(), 4, "{:?}", seen[0]);
+    assert_eq!(seen[0].2, 2);
 }

@@ -1,0 +1,149 @@
+//! The webhook committer's own SQLite connection: opened once, owned by one
+//! thread, statements prepared once. A batch is one transaction of plain
+//! in-process calls (no channel hop per statement as through sqlx's
+//! connection worker), and one fsync at its commit.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, ErrorCode, TransactionBehavior};
+
+use super::events::{
+    due_clients, write_order, DUE_CLIENT_CONFLICT, DUPLICATE_OF, INSERT_DUE_CLIENT, INSERT_EVENT,
+};
+use super::{to_millis, Inserted, NewEvent, Store, StoreError};
+
+/// How long a write waits for another writer of the file (the sync worker).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A connection that only stores events; see [`Store::sqlite_writer`].
+pub struct SqliteWriter {
+    conn: Connection,
+}
+
+impl Store {
+    /// A writer of its own for events, when the store is an SQLite file
+    /// (not in memory, which a second connection would not see).
+    pub fn sqlite_writer(&self) -> Option<Result<SqliteWriter, StoreError>> {
+        self.sqlite_file.as_deref().map(SqliteWriter::open)
+    }
+}
+
+impl SqliteWriter {
+    fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path).map_err(unavailable)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(unavailable)?;
+        // As the pool's connections: a commit that returned survives a
+        // process crash and a power cut.
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+        )
+        .map_err(unavailable)?;
+        Ok(Self { conn })
+    }
+
+    /// Stores events in one transaction (one durable commit), answering each
+    /// in order; as [`Store::insert_events`].
+    pub fn insert_events(&mut self, events: &[NewEvent]) -> Result<Vec<Inserted>, StoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        // IMMEDIATE: the write lock is taken (or waited for) at the start, so
+        // the transaction never has to upgrade and fail with SQLITE_BUSY.
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(store_error)?;
+        let order = write_order(events);
+        let mut stored = std::collections::HashSet::with_capacity(events.len());
+        {
+            let mut insert = tx
+                .prepare_cached(&format!(
+                    "{INSERT_EVENT} ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING"
+                ))
+                .map_err(store_error)?;
+            for e in &order {
+                let n = insert
+                    .execute(params![
+                        e.id,
+                        &*e.connection_id,
+                        e.idempotency_key,
+                        &*e.client_id,
+                        e.event_type,
+                        to_millis(e.occurred_at),
+                        to_millis(e.received_at),
+                        e.payload,
+                        e.urgent,
+                        e.job_id,
+                        e.signed_digest,
+                    ])
+                    .map_err(store_error)?;
+                if n == 1 {
+                    stored.insert(e.id.as_str());
+                }
+            }
+        }
+        let mut answers = Vec::with_capacity(events.len());
+        for e in events {
+            if stored.contains(e.id.as_str()) {
+                answers.push(Inserted::Accepted);
+            } else {
+                let event_id = tx
+                    .prepare_cached(DUPLICATE_OF)
+                    .and_then(|mut q| {
+                        q.query_row(
+                            params![&*e.connection_id, e.idempotency_key, e.signed_digest],
+                            |r| r.get(0),
+                        )
+                    })
+                    .map_err(store_error)?;
+                answers.push(Inserted::Duplicate { event_id });
+            }
+        }
+        {
+            let mut due = tx
+                .prepare_cached(&format!(
+                    "{INSERT_DUE_CLIENT} ($1, $2, $3, $4, $5, $6) {DUE_CLIENT_CONFLICT}"
+                ))
+                .map_err(store_error)?;
+            for (e, urgent) in due_clients(&order, |e| stored.contains(e.id.as_str())) {
+                let at = to_millis(e.received_at);
+                due.execute(params![
+                    &*e.connection_id,
+                    &*e.client_id,
+                    "pending",
+                    at,
+                    at,
+                    urgent
+                ])
+                .map_err(store_error)?;
+            }
+        }
+        tx.commit().map_err(store_error)?;
+        Ok(answers)
+    }
+}
+
+/// A constraint the data broke, or a value SQLite cannot hold, is the data's
+/// fault; anything else is the store's.
+fn store_error(e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::ConstraintViolation | ErrorCode::TooBig) => {
+            StoreError::Rejected(e.to_string())
+        }
+        _ => unavailable(e),
+    }
+}
+
+fn unavailable(e: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(sqlx::Error::Io(std::io::Error::other(e)))
+}
+
+/// The file of an `sqlite://` URL, unless it names an in-memory database.
+pub(super) fn file_of(url: &str) -> Option<PathBuf> {
+    let options: sqlx::sqlite::SqliteConnectOptions = url.parse().ok()?;
+    let path = options.get_filename();
+    let text = path.to_string_lossy();
+    (!text.is_empty() && !text.starts_with("file:sqlx-in-memory") && text != ":memory:")
+        .then(|| path.to_path_buf())
+}
