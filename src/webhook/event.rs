@@ -111,6 +111,10 @@ pub struct Named {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ClientData {
+    /// `clientId` as sent, read in the same pass as the rest; see
+    /// [`ClientEvent::client_id`] for the parsed id.
+    #[serde(default, rename = "clientId")]
+    pub(crate) raw_client_id: Option<Value>,
     #[serde(default)]
     pub email: Field<String>,
     #[serde(default)]
@@ -159,13 +163,6 @@ struct Root<'a> {
     occurred_at: Option<&'a RawValue>,
     #[serde(default, borrow)]
     data: Option<&'a RawValue>,
-}
-
-/// `clientId` alone, from a client object (other members skipped).
-#[derive(Deserialize)]
-struct IdOnly {
-    #[serde(rename = "clientId", default)]
-    client_id: Option<Value>,
 }
 
 /// Parses a webhook body that has already passed its signature check. The
@@ -220,9 +217,22 @@ pub fn parse(body: &[u8]) -> Result<Parsed, String> {
 
 /// As [`client_data`], from the object's JSON text.
 fn client_data_text(data: &str) -> Result<(ClientId, ClientData), String> {
-    let id: IdOnly = serde_json::from_str(data).map_err(wrong_type)?;
-    let client_id = ClientId::parse(id.client_id.as_ref().unwrap_or(&Value::Null))?;
-    let data: ClientData = serde_json::from_str(data).map_err(wrong_type)?;
+    // A bad clientId is reported as such, before any other field's type.
+    let data: ClientData = match serde_json::from_str(data) {
+        Ok(data) => data,
+        Err(e) => {
+            #[derive(Deserialize)]
+            struct IdOnly {
+                #[serde(rename = "clientId", default)]
+                client_id: Option<Value>,
+            }
+            if let Ok(IdOnly { client_id }) = serde_json::from_str(data) {
+                ClientId::parse(client_id.as_ref().unwrap_or(&Value::Null))?;
+            }
+            return Err(wrong_type(e));
+        }
+    };
+    let client_id = ClientId::parse(data.raw_client_id.as_ref().unwrap_or(&Value::Null))?;
     Ok((client_id, data))
 }
 
