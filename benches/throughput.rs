@@ -564,48 +564,68 @@ fn all_current(emu: &emulator::Emulator, clients: usize, events: usize) -> bool 
 
 async fn quota() {
     println!("## (b) Salesforce calls per 1,000 events (upserts by External ID)\n");
-    println!("| load | events | clients | Salesforce calls (token + REST) | per 1,000 events | token requests |");
-    println!("|---|---|---|---|---|---|");
-    for (name, events, clients, rate) in [
-        (
-            "steady trickle, 100 events/s",
-            1_000usize,
-            200usize,
-            Some(100.0),
-        ),
-        ("burst, as fast as accepted", 10_000, 2_000, None),
-    ] {
-        let emu = emulator::Emulator::start(emulator::OrgConfig::default()).await;
-        let lb = Leadbridge::start().await;
-        let cfg = emu.org.lock().unwrap().cfg.clone();
-        let secret = lb
-            .connection(
-                json!({"name": "acme", "domainUrl": emu.base, "consumerKey": cfg.client_id,
-                "consumerSecret": cfg.client_secret, "company": "Bench Ltd", "enabled": true,
-                "externalIdField": "B2C_Client_Id__c"}),
+    println!("| store | load | events | clients | Salesforce calls (token + REST) | per 1,000 events | token requests | last event to synced |");
+    println!("|---|---|---|---|---|---|---|---|");
+    let postgres = std::env::var("BENCH_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    for pg in [None, Some(postgres)] {
+        for (name, events, clients, rate) in [
+            (
+                "steady trickle, 100 events/s",
+                1_000usize,
+                200usize,
+                Some(100.0),
+            ),
+            (
+                "steady stream, 300 events/s, 4 per client",
+                2_000,
+                500,
+                Some(300.0),
+            ),
+            ("burst, as fast as accepted", 10_000, 2_000, None),
+        ] {
+            let db = match &pg {
+                Some(server) => Some(fresh_postgres(server).await),
+                None => None,
+            };
+            let emu = emulator::Emulator::start(emulator::OrgConfig::default()).await;
+            let lb = Leadbridge::start_with(None, db.as_deref()).await;
+            let cfg = emu.org.lock().unwrap().cfg.clone();
+            let secret = lb
+                .connection(
+                    json!({"name": "acme", "domainUrl": emu.base, "consumerKey": cfg.client_id,
+                    "consumerSecret": cfg.client_secret, "company": "Bench Ltd", "enabled": true,
+                    "externalIdField": "B2C_Client_Id__c"}),
+                )
+                .await;
+            let url = format!("{}/v1/webhooks/acme", lb.base);
+            let sent = load(
+                &url,
+                &secret,
+                Duration::from_secs(120),
+                rate,
+                events,
+                clients,
             )
             .await;
-        let url = format!("{}/v1/webhooks/acme", lb.base);
-        let sent = load(
-            &url,
-            &secret,
-            Duration::from_secs(120),
-            rate,
-            events,
-            clients,
-        )
-        .await;
-        assert_eq!(sent.ok, events, "{} errors", sent.errors);
-        until("sync", Duration::from_secs(120), || {
-            all_current(&emu, clients, events)
-        })
-        .await;
-        let n = calls(&emu);
-        println!(
-            "| {name} | {events} | {clients} | {n} | {:.1} | {} |",
-            n as f64 * 1000.0 / events as f64,
-            emu.token_requests()
-        );
+            assert_eq!(sent.ok, events, "{} errors", sent.errors);
+            let took = until("sync", Duration::from_secs(120), || {
+                all_current(&emu, clients, events)
+            })
+            .await;
+            let n = calls(&emu);
+            println!(
+                "| {} | {name} | {events} | {clients} | {n} | {:.1} | {} | {:.1} s |",
+                if pg.is_some() { "PostgreSQL" } else { "SQLite" },
+                n as f64 * 1000.0 / events as f64,
+                emu.token_requests(),
+                took.as_secs_f64()
+            );
+            drop(lb);
+            if let (Some(server), Some(db)) = (&pg, db) {
+                drop_postgres(server, &db).await;
+            }
+        }
     }
     println!();
 }
@@ -687,7 +707,8 @@ async fn floor() {
     let ts = chrono::Utc::now().timestamp();
     let start = thread_cpu();
     for (n, body) in bodies.iter().enumerate() {
-        let sig = leadbridge::webhook::sign_standard(&secret, &format!("id-{n}"), ts, body.as_bytes());
+        let sig =
+            leadbridge::webhook::sign_standard(&secret, &format!("id-{n}"), ts, body.as_bytes());
         std::hint::black_box(sig);
     }
     let verify = (thread_cpu() - start) / bodies.len() as f64;
@@ -744,7 +765,10 @@ async fn floor() {
     let store_cpu = (thread_cpu() - start) / events.len() as f64;
     let store_wall = wall.elapsed().as_secs_f64() / events.len() as f64;
     println!("| step, per webhook | CPU µs |\n|---|---|");
-    println!("| HMAC-SHA256 of the signed content | {:.1} |", verify * 1e6);
+    println!(
+        "| HMAC-SHA256 of the signed content | {:.1} |",
+        verify * 1e6
+    );
     println!("| reading the body into its types | {:.1} |", parse * 1e6);
     println!(
         "| storing it, {CONNECTIONS} per commit (wall {:.1} µs, with fsync) | {:.1} |\n",

@@ -14,7 +14,6 @@ use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
 use futures_util::{Stream, StreamExt};
 use serde_json::Value;
-use tokio::sync::Notify;
 
 use crate::clock::Clock;
 use crate::domain::{
@@ -42,7 +41,7 @@ pub struct Backfill<'a> {
     pub store: &'a Store,
     pub clock: &'a dyn Clock,
     /// Woken for each stored chunk, so the worker starts on it.
-    pub wake: &'a Notify,
+    pub wake: &'a crate::sync::pace::Wake,
     /// Longest line, in bytes.
     pub max_line: usize,
 }
@@ -121,7 +120,7 @@ impl Backfill<'_> {
         crate::store::retry_conflicts(|| self.store.insert_backfill_chunk(&events, &p)).await?;
         upload.stored(events.len());
         if !events.is_empty() {
-            self.wake.notify_one();
+            self.wake.arrived(events.len() as u64);
         }
         Ok(())
     }

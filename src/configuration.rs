@@ -170,6 +170,15 @@ pub struct SettingsArgs {
         global = true
     )]
     pub linger_ms: u64,
+    /// While webhooks keep arriving, the longest a round waits after the
+    /// previous one for a call's worth of events (200) to gather.
+    #[arg(
+        long,
+        env = "LEADBRIDGE_PACE_MS",
+        default_value_t = 2000,
+        global = true
+    )]
+    pub pace_ms: u64,
     /// How long a worker holds a client; a killed replica's clients return after it.
     #[arg(
         long,
@@ -361,6 +370,10 @@ impl Settings {
                     lease: std::time::Duration::from_secs(args.lease_secs),
                     quota_budget_percent: args.quota_budget_percent,
                     linger: std::time::Duration::from_millis(args.linger_ms),
+                    pace: crate::sync::pace::Pace {
+                        max_wait: std::time::Duration::from_millis(args.pace_ms),
+                        ..Default::default()
+                    },
                     event_retention: std::time::Duration::from_secs(
                         args.event_retention_hours * 3600,
                     ),

@@ -17,7 +17,9 @@ use crate::http::{self, AppState};
 use crate::salesforce::Salesforce;
 use crate::store::{self, Store};
 use crate::sync::Worker;
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
+
+use crate::sync::pace::Wake;
 
 const KEY_CHECK: &str = "master_key_check";
 
@@ -57,7 +59,7 @@ impl Application {
             settings.salesforce,
             settings.allow_insecure_salesforce,
         ));
-        let wake = Arc::new(Notify::new());
+        let wake = Arc::new(Wake::default());
         let worker = Arc::new(Worker::new(
             store.clone(),
             salesforce.clone(),
@@ -248,7 +250,7 @@ pub async fn run_worker_alone(settings: Settings) -> anyhow::Result<()> {
         Arc::new(settings.master_key),
         Arc::new(SystemClock),
         settings.sync,
-        Arc::new(Notify::new()),
+        Arc::new(Wake::default()),
     ));
     let (stop, stopped) = watch::channel(false);
     let task = tokio::spawn(worker.clone().run(stopped));

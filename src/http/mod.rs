@@ -36,7 +36,7 @@ pub struct AppState {
     /// Group commit of accepted webhooks.
     pub ingest: crate::ingest::Ingest,
     /// Wakes the sync worker when an event is stored.
-    pub wake: Arc<tokio::sync::Notify>,
+    pub wake: Arc<crate::sync::pace::Wake>,
     pub admin_token: SecretString,
     pub rules: Rules,
     /// Percent of the daily API allocation past which only urgent writes go out.

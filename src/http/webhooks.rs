@@ -96,7 +96,7 @@ async fn handle(
     let (event_id, client_id) = (new.id.clone(), new.client_id.clone());
     match state.ingest.insert(new).await? {
         Inserted::Accepted => {
-            state.wake.notify_one();
+            state.wake.arrived(1);
             // At debug: at full rate a line per webhook costs more than
             // storing it. The committer logs a count at info.
             tracing::debug!(

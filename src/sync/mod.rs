@@ -9,6 +9,7 @@
 //! - [`retry`]: the backoff schedule.
 
 pub mod outcome;
+pub mod pace;
 mod plan;
 pub mod retry;
 mod worker;
@@ -38,6 +39,9 @@ pub struct SyncSettings {
     /// After a webhook wakes an idle worker, how long it waits for more to
     /// arrive so a burst goes out in few calls. A lone event waits this long.
     pub linger: Duration,
+    /// How rounds are spaced while events keep arriving, so each call
+    /// carries many of them.
+    pub pace: pace::Pace,
     /// How long a connection pauses after Salesforce's daily limit, and how
     /// long non-urgent work waits while the API budget is spent.
     pub daily_limit_pause: Duration,
@@ -69,6 +73,7 @@ impl Default for SyncSettings {
             batch: 400,
             poll: Duration::from_millis(500),
             linger: Duration::from_millis(200),
+            pace: pace::Pace::default(),
             daily_limit_pause: Duration::from_secs(15 * 60),
             quota_budget_percent: 80,
             event_retention: Duration::from_secs(7 * 24 * 3600),

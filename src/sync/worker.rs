@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
+
+use super::pace::Wake;
 use tracing::Instrument;
 
 use super::outcome::{self, Attempt};
@@ -26,7 +28,7 @@ pub struct Worker {
     pub(super) clock: Arc<dyn Clock>,
     pub(super) settings: SyncSettings,
     owner: String,
-    wake: Arc<Notify>,
+    wake: Arc<Wake>,
 }
 
 impl Worker {
@@ -36,7 +38,7 @@ impl Worker {
         master_key: Arc<MasterKey>,
         clock: Arc<dyn Clock>,
         settings: SyncSettings,
-        wake: Arc<Notify>,
+        wake: Arc<Wake>,
     ) -> Self {
         Self {
             store,
@@ -121,6 +123,8 @@ impl Worker {
 
     /// Runs rounds until `stop` turns true. When idle it sleeps until woken or
     /// `poll` passes; once woken it lingers briefly so a burst fills a batch.
+    /// After a round that did not fill its batch, the next waits as
+    /// [`Pace`](super::pace::Pace) says.
     /// Every `prune_every` it deletes done events past their retention.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         tracing::info!(owner = %self.owner, "sync worker started");
@@ -138,6 +142,8 @@ impl Worker {
                 };
                 next_prune = tokio::time::Instant::now() + again;
             }
+            let started = tokio::time::Instant::now();
+            self.wake.take();
             let claimed = match self.run_once().await {
                 Ok(n) => n,
                 Err(e) => {
@@ -152,6 +158,20 @@ impl Worker {
                     }
                     _ = tokio::time::sleep(self.settings.poll) => {}
                     _ = stop.changed() => {}
+                }
+                continue;
+            }
+            // Under a stream, wait for a call's worth of events (or the pace).
+            let batch = self.settings.batch as usize;
+            while let Some(wait) =
+                self.settings
+                    .pace
+                    .wait(claimed, batch, started.elapsed(), self.wake.count())
+            {
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop.changed() => break,
                 }
             }
         }
