@@ -1,16 +1,24 @@
 //! Throughput benchmarks (issue: ingest fast, spend the API quota sparingly).
 //!
 //!   cargo bench --bench throughput            # everything
-//!   cargo bench --bench throughput -- ingest  # (a) and (d) for ingest
-//!   cargo bench --bench throughput -- calls   # (b)
+//!   cargo bench --bench throughput -- ingest  # (e), then (a) and (d) for ingest
+//!   cargo bench --bench throughput -- floor   # (e) alone
+//!   cargo bench --bench throughput -- calls   # (b), SQLite and PostgreSQL
 //!   cargo bench --bench throughput -- sync    # (c) and (d) for sync
 //!
-//! The release `leadbridge` binary runs as its own process on an SQLite file
-//! (the default setup) with default settings, logging at info to /dev/null.
-//! The baseline is a bare actix-web endpoint that reads the body and answers
-//! 202, also in its own process. Salesforce is the strict emulator of
-//! tests/support, in this process. Every request is uniquely and validly signed.
+//! The release `leadbridge` binary runs as its own process with default
+//! settings, logging at info to /dev/null, on an SQLite file (or a fresh
+//! PostgreSQL database at BENCH_POSTGRES_URL, default the local server's
+//! `test`). Ingest (a) is driven by `wrk` (installed when missing), replaying
+//! pre-signed unique webhooks, at the bare actix-web endpoint (its own
+//! process, measured in the same run) and at leadbridge; see `throughput/wrk.rs`.
+//! Salesforce is the strict emulator of tests/support, in this process; (b)
+//! and (c) send from this process, paced or as fast as answers come.
 //! Results are printed as Markdown.
+//!
+//! Knobs: BENCH_WRK_SECS (8), BENCH_WRK_REQUESTS, BENCH_WRK_SETUPS (some of
+//! `unpinned,pinned,postgres`), BENCH_LEADBRIDGE_BIN (another build, to
+//! compare), BENCH_PID_FILE (the server's pid, for a profiler), BENCH_SYNC_CLIENTS.
 
 #[path = "../tests/support/salesforce_emulator.rs"]
 mod emulator;
@@ -71,7 +79,9 @@ impl Leadbridge {
     async fn start_with(cpu: Option<&str>, database_url: Option<&str>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let mut cmd = wrk::pinned(std::path::Path::new(BIN), cpu);
+        // BENCH_LEADBRIDGE_BIN: another build's binary, to compare builds.
+        let bin = std::env::var("BENCH_LEADBRIDGE_BIN").unwrap_or_else(|_| BIN.to_string());
+        let mut cmd = wrk::pinned(std::path::Path::new(&bin), cpu);
         let mut env_token = None;
         if let Some(url) = database_url {
             // Not SQLite: the secrets come from the environment.

@@ -403,6 +403,26 @@ mod tests {
     }
 
     #[test]
+    fn reading_the_text_directly_gives_what_the_json_tree_gives() {
+        // `parse` reads the body into its types in one pass; backfill lines
+        // go through `client_data` on a JSON tree. Both must agree.
+        for body in [
+            include_str!("../../tests/fixtures/contract_example.json"),
+            r#"{"type":"client.updated","data":{"clientId":1,"email":null,"info":{"lastName":null},"phones":[]}}"#,
+            r#"{"type":"client.created","data":{"clientId":"x","addresses":[{"countryCode":196,"postcode":3035}],"status":{"id":1}}}"#,
+            r#"{"type":"client.created","extra":{"a":[1,2]},"data":{"clientId":7,"nickname":"J","info":{"title":"Dr"},"type":null}}"#,
+        ] {
+            let tree: Value = serde_json::from_str(body).unwrap();
+            let Value::Object(data) = tree["data"].clone() else {
+                panic!("{body}")
+            };
+            let (id, data) = client_data(data).unwrap();
+            let ev = client(body);
+            assert_eq!((ev.client_id, ev.data), (id, data), "{body}");
+        }
+    }
+
+    #[test]
     fn unknown_fields_are_ignored() {
         let ev = client(
             r#"{"type":"client.created","extra":1,"data":{"clientId":7,"nickname":"J","info":{"title":"Dr"}}}"#,
