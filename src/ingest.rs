@@ -19,6 +19,10 @@ use crate::store::{Inserted, NewEvent, SqliteWriter, Store, StoreError};
 /// Events committed together, at most.
 const MAX_BATCH: usize = 512;
 
+/// How often the SQLite log is checkpointed (the committer never does it, so
+/// its commits do not wait for one).
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
 /// How often the committer logs how many webhooks it stored (each one is
 /// logged at debug only).
 const TALLY_EVERY: Duration = Duration::from_secs(10);
@@ -39,10 +43,18 @@ impl Ingest {
         let (queue, rx) = mpsc::channel(4 * MAX_BATCH);
         match store.sqlite_writer().transpose()? {
             Some(writer) => {
-                std::thread::Builder::new()
-                    .name("leadbridge-committer".into())
-                    .spawn(move || commit_thread(writer, rx))
-                    .map_err(|e| StoreError::Unavailable(sqlx::Error::Io(e)))?;
+                let checkpointer = writer.checkpointer()?;
+                let running = queue.downgrade();
+                spawn("leadbridge-committer", move || commit_thread(writer, rx))?;
+                spawn("leadbridge-checkpoint", move || {
+                    // Until the service stops taking webhooks.
+                    while running.upgrade().is_some() {
+                        std::thread::sleep(CHECKPOINT_EVERY);
+                        if let Err(e) = checkpointer.run() {
+                            tracing::warn!(error = %e, "checkpointing the SQLite log failed; tried again later");
+                        }
+                    }
+                })?;
             }
             None => {
                 tokio::spawn(commit_loop(store, rx));
@@ -61,6 +73,14 @@ impl Ingest {
             .map_err(|_| StoreError::Stopped)?;
         answer.await.map_err(|_| StoreError::Stopped)?
     }
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), StoreError> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .map(drop)
+        .map_err(|e| StoreError::Unavailable(sqlx::Error::Io(e)))
 }
 
 fn commit_thread(mut writer: SqliteWriter, mut rx: Queue) {

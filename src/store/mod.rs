@@ -21,7 +21,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 pub use dialect::Dialect;
-pub use sqlite_writer::SqliteWriter;
+pub use sqlite_writer::{Checkpointer, SqliteWriter};
 
 use crate::domain::{ClientId, ClientState, ConnectionId, ConnectionName};
 

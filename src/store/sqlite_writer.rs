@@ -35,11 +35,25 @@ impl SqliteWriter {
         conn.busy_timeout(BUSY_TIMEOUT).map_err(unavailable)?;
         // As the pool's connections: a commit that returned survives a
         // process crash and a power cut.
+        // No checkpoints here: copying the log into the database (and its
+        // fsync) would stall the commit of the webhooks waiting on it. The
+        // `Checkpointer` does it beside the committer.
         conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;
+             PRAGMA wal_autocheckpoint = 0;",
         )
         .map_err(unavailable)?;
         Ok(Self { conn })
+    }
+
+    /// A connection that checkpoints the write-ahead log for this writer.
+    pub fn checkpointer(&self) -> Result<Checkpointer, StoreError> {
+        let path = self.conn.path().map(PathBuf::from).unwrap_or_default();
+        let conn = Connection::open(path).map_err(unavailable)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(unavailable)?;
+        conn.execute_batch("PRAGMA synchronous = FULL;")
+            .map_err(unavailable)?;
+        Ok(Checkpointer { conn })
     }
 
     /// Stores events in one transaction (one durable commit), answering each
@@ -121,6 +135,23 @@ impl SqliteWriter {
         }
         tx.commit().map_err(store_error)?;
         Ok(answers)
+    }
+}
+
+/// Copies committed pages of the write-ahead log into the database file, on
+/// its own thread, so that the log does not grow without end while the
+/// committer never checkpoints.
+pub struct Checkpointer {
+    conn: Connection,
+}
+
+impl Checkpointer {
+    /// A passive checkpoint: it copies what it can without waiting for or
+    /// blocking the writers and readers.
+    pub fn run(&self) -> Result<(), StoreError> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+            .map_err(unavailable)
     }
 }
 

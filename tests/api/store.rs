@@ -560,3 +560,43 @@ async fn the_sqlite_committer_stores_a_batch_as_the_pool_does() {
     assert_eq!(seen[0].0.len(), 4, "{:?}", seen[0]);
     assert_eq!(seen[0].2, 2);
 }
+
+/// The committer's connection never checkpoints (its commits must not wait
+/// for one); the checkpointer copies the log into the database file.
+#[tokio::test]
+async fn the_sqlite_committer_leaves_checkpoints_to_the_checkpointer() {
+    let db = TestDb::sqlite().await;
+    let store = db.open().await;
+    let now = Utc::now();
+    let conn = connection(store.as_ref(), "acme", true, now).await;
+    let mut writer = store.sqlite_writer().expect("a file").unwrap();
+    let checkpointer = writer.checkpointer().unwrap();
+    checkpointer.run().unwrap();
+    let file = db.dir().join("test.db");
+    let size = || std::fs::metadata(&file).unwrap().len();
+    let before = size();
+    // Well past SQLite's automatic checkpoint (1,000 pages of 4 KiB).
+    let payload = "x".repeat(2_000);
+    for chunk in 0..50 {
+        let events: Vec<NewEvent> = (0..50)
+            .map(|i| NewEvent {
+                id: uuid::Uuid::now_v7().to_string(),
+                connection_id: conn.clone(),
+                idempotency_key: format!("k{chunk}-{i}"),
+                client_id: cid(&format!("c{chunk}-{i}")),
+                event_type: "client.updated".into(),
+                occurred_at: now,
+                received_at: now,
+                payload: payload.clone(),
+                urgent: true,
+                job_id: None,
+                signed_digest: None,
+            })
+            .collect();
+        writer.insert_events(&events).unwrap();
+    }
+    assert_eq!(size(), before, "the committer checkpointed");
+    checkpointer.run().unwrap();
+    assert!(size() > before + 2_500 * 2_000, "{} → {}", before, size());
+    assert_eq!(store.pending_events(&conn).await.unwrap().len(), 2_500);
+}
