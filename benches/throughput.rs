@@ -138,6 +138,18 @@ impl Leadbridge {
         created["webhookSecret"].as_str().unwrap().to_string()
     }
 
+    /// Creates connection `acme` on the emulated org, upserting by External
+    /// ID; returns its webhook secret.
+    async fn emulated_connection(&self, emu: &emulator::Emulator, enabled: bool) -> String {
+        let cfg = emu.org.lock().unwrap().cfg.clone();
+        self.connection(
+            json!({"name": "acme", "domainUrl": emu.base, "consumerKey": cfg.client_id,
+            "consumerSecret": cfg.client_secret, "company": "Bench Ltd", "enabled": enabled,
+            "externalIdField": "B2C_Client_Id__c"}),
+        )
+        .await
+    }
+
     fn peak_rss_mib(&self) -> f64 {
         peak_rss_mib(self.child.id())
     }
@@ -600,14 +612,7 @@ async fn quota() {
             };
             let emu = emulator::Emulator::start(emulator::OrgConfig::default()).await;
             let lb = Leadbridge::start_with(None, db.as_deref()).await;
-            let cfg = emu.org.lock().unwrap().cfg.clone();
-            let secret = lb
-                .connection(
-                    json!({"name": "acme", "domainUrl": emu.base, "consumerKey": cfg.client_id,
-                    "consumerSecret": cfg.client_secret, "company": "Bench Ltd", "enabled": true,
-                    "externalIdField": "B2C_Client_Id__c"}),
-                )
-                .await;
+            let secret = lb.emulated_connection(&emu, true).await;
             let url = format!("{}/v1/webhooks/acme", lb.base);
             let sent = load(
                 &url,
@@ -653,14 +658,7 @@ async fn sync() {
     })
     .await;
     let lb = Leadbridge::start().await;
-    let cfg = emu.org.lock().unwrap().cfg.clone();
-    let secret = lb
-        .connection(
-            json!({"name": "acme", "domainUrl": emu.base, "consumerKey": cfg.client_id,
-            "consumerSecret": cfg.client_secret, "company": "Bench Ltd", "enabled": false,
-            "externalIdField": "B2C_Client_Id__c"}),
-        )
-        .await;
+    let secret = lb.emulated_connection(&emu, false).await;
     let url = format!("{}/v1/webhooks/acme", lb.base);
     let sent = load(
         &url,

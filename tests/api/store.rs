@@ -412,23 +412,14 @@ async fn an_event_the_database_refuses_fails_alone_not_with_its_batch() {
     let (_db, store, now) = setup().await;
     let conn = connection(store.as_ref(), "acme", true, now).await;
     let ingest = leadbridge::ingest::Ingest::start(store.clone()).unwrap();
-    let new = |conn: &ConnectionId, i: usize| NewEvent {
-        id: uuid::Uuid::new_v4().to_string(),
-        connection_id: conn.clone(),
-        idempotency_key: format!("k{i}"),
-        client_id: cid(&format!("c{i}")),
-        event_type: "client.updated".into(),
-        occurred_at: now,
-        received_at: now,
-        payload: "{}".into(),
-        urgent: true,
-        job_id: None,
-        signed_digest: None,
-    };
+    let new =
+        |conn: &ConnectionId, i: usize| new_event(conn, &format!("c{i}"), &format!("k{i}"), now);
     // A connection that does not exist breaks a foreign key on both backends.
     let ghost = ConnectionId::generate();
     // On this (single-threaded) runtime every insert is queued before the
-    // committer runs, so they share one batch.
+    // committer task runs, so on Postgres they share one batch; SQLite's
+    // committer thread takes what is waiting (a refused batch on SQLite:
+    // the_sqlite_committer_stores_a_batch_as_the_pool_does).
     let tasks: Vec<_> = (0..30)
         .map(|i| {
             let ingest = ingest.clone();
@@ -478,17 +469,8 @@ async fn the_sqlite_committer_stores_a_batch_as_the_pool_does() {
     let now = Utc::now();
     let batch = |conn: &ConnectionId| {
         let ev = |client: &str, key: &str, urgent: bool| NewEvent {
-            id: uuid::Uuid::now_v7().to_string(),
-            connection_id: conn.clone(),
-            idempotency_key: key.into(),
-            client_id: cid(client),
-            event_type: "client.updated".into(),
-            occurred_at: now,
-            received_at: now,
-            payload: format!("{{\"k\":\"{key}\"}}"),
             urgent,
-            job_id: None,
-            signed_digest: None,
+            ..new_event(conn, client, key, now)
         };
         // Client b's events interleave with a's; k1 comes twice in the batch.
         vec![
@@ -580,17 +562,13 @@ async fn the_sqlite_committer_leaves_checkpoints_to_the_checkpointer() {
     for chunk in 0..50 {
         let events: Vec<NewEvent> = (0..50)
             .map(|i| NewEvent {
-                id: uuid::Uuid::now_v7().to_string(),
-                connection_id: conn.clone(),
-                idempotency_key: format!("k{chunk}-{i}"),
-                client_id: cid(&format!("c{chunk}-{i}")),
-                event_type: "client.updated".into(),
-                occurred_at: now,
-                received_at: now,
                 payload: payload.clone(),
-                urgent: true,
-                job_id: None,
-                signed_digest: None,
+                ..new_event(
+                    &conn,
+                    &format!("c{chunk}-{i}"),
+                    &format!("k{chunk}-{i}"),
+                    now,
+                )
             })
             .collect();
         writer.insert_events(&events).unwrap();
@@ -599,4 +577,21 @@ async fn the_sqlite_committer_leaves_checkpoints_to_the_checkpointer() {
     checkpointer.run().unwrap();
     assert!(size() > before + 2_500 * 2_000, "{} → {}", before, size());
     assert_eq!(store.pending_events(&conn).await.unwrap().len(), 2_500);
+}
+
+/// An urgent webhook event for `client` under idempotency key `key`.
+fn new_event(conn: &ConnectionId, client: &str, key: &str, now: DateTime<Utc>) -> NewEvent {
+    NewEvent {
+        id: uuid::Uuid::now_v7().to_string(),
+        connection_id: conn.clone(),
+        idempotency_key: key.into(),
+        client_id: cid(client),
+        event_type: "client.updated".into(),
+        occurred_at: now,
+        received_at: now,
+        payload: "{}".into(),
+        urgent: true,
+        job_id: None,
+        signed_digest: None,
+    }
 }
