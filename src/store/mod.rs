@@ -188,6 +188,12 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+/// Every connection to an SQLite file, the pool's and the committer's: WAL
+/// with synchronous=FULL, so a commit that returned survives a process crash
+/// and a power cut; a writer waits up to 10 s for another.
+const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
+    PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;";
+
 /// Connections each replica keeps to PostgreSQL.
 pub const POSTGRES_POOL_SIZE: u32 = 16;
 /// Connections to the SQLite file (one writes at a time; readers run beside it).
@@ -233,11 +239,7 @@ impl Store {
                     .acquire_timeout(Duration::from_secs(5))
                     .after_connect(|conn, _| {
                         Box::pin(async move {
-                            conn.execute(
-                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
-                                 PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
-                            )
-                            .await?;
+                            conn.execute(SQLITE_PRAGMAS).await?;
                             Ok(())
                         })
                     })

@@ -4,17 +4,13 @@
 //! connection worker), and one fsync at its commit.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use rusqlite::{params, Connection, ErrorCode, TransactionBehavior};
 
 use super::events::{
     due_clients, write_order, DUE_CLIENT_CONFLICT, DUPLICATE_OF, INSERT_DUE_CLIENT, INSERT_EVENT,
 };
-use super::{to_millis, Inserted, NewEvent, Store, StoreError};
-
-/// How long a write waits for another writer of the file (the sync worker).
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+use super::{to_millis, Inserted, NewEvent, Store, StoreError, SQLITE_PRAGMAS};
 
 /// A connection that only stores events; see [`Store::sqlite_writer`].
 pub struct SqliteWriter {
@@ -31,29 +27,21 @@ impl Store {
 
 impl SqliteWriter {
     fn open(path: &Path) -> Result<Self, StoreError> {
-        let conn = Connection::open(path).map_err(unavailable)?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(unavailable)?;
-        // As the pool's connections: a commit that returned survives a
-        // process crash and a power cut.
+        let conn = connect(path)?;
         // No checkpoints here: copying the log into the database (and its
         // fsync) would stall the commit of the webhooks waiting on it. The
         // `Checkpointer` does it beside the committer.
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;
-             PRAGMA wal_autocheckpoint = 0;",
-        )
-        .map_err(unavailable)?;
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")
+            .map_err(unavailable)?;
         Ok(Self { conn })
     }
 
     /// A connection that checkpoints the write-ahead log for this writer.
     pub fn checkpointer(&self) -> Result<Checkpointer, StoreError> {
         let path = self.conn.path().map(PathBuf::from).unwrap_or_default();
-        let conn = Connection::open(path).map_err(unavailable)?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(unavailable)?;
-        conn.execute_batch("PRAGMA synchronous = FULL;")
-            .map_err(unavailable)?;
-        Ok(Checkpointer { conn })
+        Ok(Checkpointer {
+            conn: connect(&path)?,
+        })
     }
 
     /// Stores events in one transaction (one durable commit), answering each
@@ -153,6 +141,13 @@ impl Checkpointer {
             .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
             .map_err(unavailable)
     }
+}
+
+/// A connection to the file with the pool's pragmas.
+fn connect(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).map_err(unavailable)?;
+    conn.execute_batch(SQLITE_PRAGMAS).map_err(unavailable)?;
+    Ok(conn)
 }
 
 /// A constraint the data broke, or a value SQLite cannot hold, is the data's
