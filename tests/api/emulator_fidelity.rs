@@ -226,3 +226,68 @@ async fn token_errors_use_the_documented_oauth_codes() {
         assert!(body["error_description"].is_string());
     }
 }
+
+#[tokio::test]
+async fn describe_gives_every_field_a_label_and_says_which_are_custom() {
+    let emu = Emulator::start(OrgConfig::default()).await;
+    let t = token(&emu).await;
+    let res = rest(&emu, reqwest::Method::GET, "sobjects/Lead/describe", &t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    let fields = body["fields"].as_array().unwrap();
+    let of = |name: &str| fields.iter().find(|f| f["name"] == name).unwrap().clone();
+    assert_eq!(of("LastName")["label"], "Last Name");
+    assert_eq!(of("LastName")["custom"], false);
+    assert_eq!(of("B2C_Status__c")["label"], "B2C Status");
+    assert_eq!(of("B2C_Status__c")["custom"], true);
+    assert!(fields
+        .iter()
+        .all(|f| f["label"].is_string() && f["custom"].is_boolean()));
+}
+
+#[tokio::test]
+async fn a_validation_rule_fails_the_save_with_field_custom_validation_exception() {
+    let emu = Emulator::start(OrgConfig {
+        validation_rules: vec![crate::emulator::ValidationRule {
+            field: "B2C_Verification_Level__c".into(),
+            message: "Verification level is required".into(),
+        }],
+        ..OrgConfig::default()
+    })
+    .await;
+    let t = token(&emu).await;
+    let res = rest(&emu, reqwest::Method::POST, "sobjects/Lead/", &t)
+        .json(&json!({"LastName": "D", "Company": "C"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!([{"message": "Verification level is required",
+            "errorCode": "FIELD_CUSTOM_VALIDATION_EXCEPTION", "fields": []}])
+    );
+    // In a collection, the record fails alone with a `statusCode`.
+    let res = rest(&emu, reqwest::Method::POST, "composite/sobjects", &t)
+        .json(&json!({"allOrNone": false, "records": [
+            {"attributes": {"type": "Lead"}, "LastName": "A", "Company": "C"},
+            {"attributes": {"type": "Lead"}, "LastName": "B", "Company": "C",
+             "B2C_Verification_Level__c": "Full"},
+        ]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body[0]["success"], false);
+    assert_eq!(
+        body[0]["errors"][0]["statusCode"],
+        "FIELD_CUSTOM_VALIDATION_EXCEPTION"
+    );
+    assert_eq!(body[1]["success"], true);
+    assert_eq!(emu.lead_count(), 1);
+}

@@ -37,6 +37,17 @@ pub struct OrgConfig {
     pub external_ids: Vec<String>,
     /// Daily API allocation.
     pub daily_max: u64,
+    /// Validation rules: each requires a Lead field to be non-blank, as an
+    /// admin's rule `ISBLANK(field)` does, failing the save with its message.
+    pub validation_rules: Vec<ValidationRule>,
+}
+
+/// A validation rule of the org: saving a Lead whose `field` is blank fails
+/// with `FIELD_CUSTOM_VALIDATION_EXCEPTION` and the rule's message.
+#[derive(Debug, Clone)]
+pub struct ValidationRule {
+    pub field: String,
+    pub message: String,
 }
 
 impl Default for OrgConfig {
@@ -55,6 +66,7 @@ impl Default for OrgConfig {
             ],
             external_ids: vec!["B2C_Client_Id__c".into()],
             daily_max: 100_000,
+            validation_rules: vec![],
         }
     }
 }
@@ -360,7 +372,39 @@ fn describe(cfg: &OrgConfig) -> Vec<Value> {
     for name in &cfg.external_ids {
         fields.push(json!({"name": name, "type": "string", "length": 255, "createable": true, "updateable": true, "nillable": true, "externalId": true}));
     }
+    // Every describe field has a label and says whether it is custom.
+    for f in &mut fields {
+        let name = f["name"].as_str().unwrap().to_string();
+        f["custom"] = json!(name.ends_with("__c"));
+        f["label"] = json!(label_of(&name));
+    }
     fields
+}
+
+/// A label as Salesforce's setup makes one: `B2C_Status__c` → "B2C Status",
+/// `LastName` → "Last Name" (and the few that differ, as in a real org).
+fn label_of(name: &str) -> String {
+    match name {
+        "Id" => return "Lead ID".into(),
+        "Street" => return "Street".into(),
+        "PostalCode" => return "Zip/Postal Code".into(),
+        "StateCode" => return "State/Province Code".into(),
+        "CountryCode" => return "Country Code".into(),
+        "State" => return "State/Province".into(),
+        "IsConverted" => return "Converted".into(),
+        _ => {}
+    }
+    if let Some(custom) = name.strip_suffix("__c") {
+        return custom.replace('_', " ");
+    }
+    let mut out = String::new();
+    for (i, ch) in name.chars().enumerate() {
+        if i > 0 && ch.is_ascii_uppercase() {
+            out.push(' ');
+        }
+        out.push(ch);
+    }
+    out
 }
 
 fn field_meta(cfg: &OrgConfig) -> HashMap<String, Value> {
@@ -513,6 +557,23 @@ fn validate(
             format!("Required fields are missing: [{}]", missing.join(", ")),
             &missing,
         )]);
+    }
+    // Validation rules run after the system checks; each failing rule is one
+    // error, shown at the top of the page (no `fields`), as an admin's rule
+    // with "Error location: Top of Page" answers.
+    let failed: Vec<RecErr> = cfg
+        .validation_rules
+        .iter()
+        .filter(|r| {
+            record
+                .get(&r.field)
+                .and_then(Value::as_str)
+                .is_none_or(|v| v.trim().is_empty())
+        })
+        .map(|r| RecErr::new("FIELD_CUSTOM_VALIDATION_EXCEPTION", r.message.clone(), &[]))
+        .collect();
+    if !failed.is_empty() {
+        return Err(failed);
     }
     Ok(record)
 }
