@@ -223,3 +223,67 @@ pub async fn preview(
         warnings,
     }
 }
+
+/// A Lead field leadbridge can write in this org (createable and updateable).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LeadFieldView {
+    /// API name, e.g. `B2C_Status__c`.
+    pub name: String,
+    /// The label the org shows (the API name when describe gives none).
+    pub label: String,
+    /// Salesforce's field type: `string`, `picklist`, `email`, …
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Maximum characters; 0 when the type has none.
+    pub length: usize,
+    /// A custom field (`__c`).
+    pub custom: bool,
+    /// Marked External ID: usable as `externalIdField`.
+    pub external_id: bool,
+}
+
+/// The org's writable Lead fields, by label, or Salesforce's error.
+#[derive(Debug, Default, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LeadFieldList {
+    pub fields: Vec<LeadFieldView>,
+    /// Why the fields could not be read (token or describe), as Salesforce said it.
+    pub error: Option<LastError>,
+}
+
+/// The writable Lead fields of the connection's org, from describe (cached
+/// like every describe, so choosing fields does not cost a call each time).
+pub async fn lead_fields(salesforce: &Salesforce, creds: &Credentials) -> LeadFieldList {
+    let d = match salesforce.describe_lead(creds).await {
+        Ok(d) => d,
+        Err(f) => {
+            return LeadFieldList {
+                fields: vec![],
+                error: Some(LastError {
+                    code: f.code().into(),
+                    message: f.message(),
+                }),
+            }
+        }
+    };
+    let mut fields: Vec<LeadFieldView> = d
+        .fields
+        .iter()
+        .filter(|(_, info)| info.createable && info.updateable)
+        .map(|(name, info)| LeadFieldView {
+            name: name.clone(),
+            label: d.labels.get(name).cloned().unwrap_or_else(|| name.clone()),
+            kind: info.kind.clone(),
+            length: info.length,
+            custom: name.ends_with("__c"),
+            external_id: d.external_ids.contains(name),
+        })
+        .collect();
+    fields
+        .sort_by(|a, b| (a.label.to_lowercase(), &a.name).cmp(&(b.label.to_lowercase(), &b.name)));
+    LeadFieldList {
+        fields,
+        error: None,
+    }
+}

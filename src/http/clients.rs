@@ -310,3 +310,24 @@ pub async fn preview(
     let preview = check::preview(&state.salesforce, &state.master_key, &conn, &ev, now).await;
     Ok(HttpResponse::Ok().json(preview))
 }
+
+#[utoipa::path(
+    get, path = "/v1/connections/{name}/lead-fields", tag = "connections",
+    params(("name" = String, Path)),
+    responses(
+        (status = 200, description = "The org's writable Lead fields, from describe (cached); `error` says why there are none", body = check::LeadFieldList),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such connection", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Credentials not set, each named", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn lead_fields(
+    _: Admin,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let conn = state.connection(&path).await?;
+    let creds = check::credentials(&conn, &state.master_key)?;
+    Ok(HttpResponse::Ok().json(check::lead_fields(&state.salesforce, &creds).await))
+}

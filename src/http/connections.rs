@@ -12,10 +12,11 @@ use super::problem::Problem;
 use super::{read_json, Admin, ApiError, AppState};
 use crate::connections::{self, FieldError};
 use crate::crypto::generate_webhook_secret;
+use crate::domain::ClientState;
 use crate::domain::{
     webhook_secret_context, Connection, ConnectionId, ConnectionName, FieldMapping, SignatureScheme,
 };
-use crate::store::WebhookSecretRecord;
+use crate::store::{Backlog, WebhookSecretRecord};
 
 /// How long a rotated-out webhook secret keeps verifying.
 pub const ROTATION_OVERLAP_HOURS: i64 = 24;
@@ -49,6 +50,62 @@ pub struct ConnectionView {
     pub updated_at: DateTime<Utc>,
     /// The org's daily API usage as Salesforce last reported it (null before the first call).
     pub api_usage: Option<ApiUsageView>,
+    /// Clients by sync state and events not yet synced, counted at most every
+    /// `LEADBRIDGE_METRICS_BACKLOG_SECS` (5 s); null in answers to changes.
+    pub clients: Option<ClientCounts>,
+}
+
+/// How many clients of a connection are in each state.
+#[derive(Debug, Default, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientCounts {
+    pub pending: u64,
+    pub synced: u64,
+    pub retrying: u64,
+    pub dead: u64,
+    /// Pending or retrying while the connection is disabled.
+    pub held: u64,
+    pub converted: u64,
+    /// Stored events not yet confirmed by Salesforce.
+    pub pending_events: u64,
+}
+
+impl ClientCounts {
+    fn of(b: &Backlog) -> Self {
+        let mut c = Self {
+            pending_events: b.pending_events,
+            ..Self::default()
+        };
+        for (state, n) in &b.clients {
+            let slot = match state {
+                ClientState::Pending | ClientState::Retrying if !b.enabled => &mut c.held,
+                ClientState::Pending => &mut c.pending,
+                ClientState::Retrying => &mut c.retrying,
+                ClientState::Synced => &mut c.synced,
+                ClientState::Dead => &mut c.dead,
+                ClientState::Converted => &mut c.converted,
+            };
+            *slot += n;
+        }
+        c
+    }
+}
+
+/// The views of `conns` with their client counts.
+async fn counted_views(
+    state: &AppState,
+    conns: &[Connection],
+) -> Result<Vec<ConnectionView>, ApiError> {
+    let backlog = state.backlog.get(&state.store).await?;
+    Ok(conns
+        .iter()
+        .map(|c| {
+            let mut v = ConnectionView::new(c, state.quota_budget_percent);
+            let counted = backlog.iter().find(|b| b.connection == c.name);
+            v.clients = Some(counted.map(ClientCounts::of).unwrap_or_default());
+            v
+        })
+        .collect())
 }
 
 /// The org's daily API usage and leadbridge's budget.
@@ -101,6 +158,7 @@ impl From<&Connection> for ConnectionView {
             created_at: c.created_at,
             updated_at: c.updated_at,
             api_usage: None,
+            clients: None,
         }
     }
 }
@@ -285,10 +343,7 @@ pub async fn create(
 pub async fn list(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let all = state.store.list_connections().await?;
     Ok(HttpResponse::Ok().json(ConnectionList {
-        connections: all
-            .iter()
-            .map(|c| ConnectionView::new(c, state.quota_budget_percent))
-            .collect(),
+        connections: counted_views(&state, &all).await?,
     }))
 }
 
@@ -308,7 +363,8 @@ pub async fn get(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let conn = state.connection(&path).await?;
-    Ok(HttpResponse::Ok().json(ConnectionView::new(&conn, state.quota_budget_percent)))
+    let mut views = counted_views(&state, std::slice::from_ref(&conn)).await?;
+    Ok(HttpResponse::Ok().json(views.pop()))
 }
 
 #[utoipa::path(

@@ -84,6 +84,8 @@ pub struct LeadDescribe {
     pub fields: LeadFields,
     /// Fields marked External ID.
     pub external_ids: Vec<String>,
+    /// Each field's label in the org, for people choosing fields (the console).
+    pub labels: std::collections::HashMap<String, String>,
 }
 
 /// A record Salesforce confirmed.
@@ -152,6 +154,8 @@ struct DescribeAnswer {
 #[serde(rename_all = "camelCase")]
 struct DescribeField {
     name: String,
+    #[serde(default)]
+    label: Option<String>,
     #[serde(rename = "type")]
     kind: String,
     #[serde(default)]
@@ -503,6 +507,9 @@ fn parse_describe(body: &[u8]) -> Result<LeadDescribe, Failure> {
     for f in answer.fields {
         if f.external_id {
             out.external_ids.push(f.name.clone());
+        }
+        if let Some(label) = f.label {
+            out.labels.insert(f.name.clone(), label);
         }
         out.fields.insert(
             f.name,
