@@ -4,6 +4,7 @@ pub mod backfill;
 pub mod body_guard;
 pub mod clients;
 pub mod connections;
+pub mod console;
 pub mod health;
 pub mod openapi;
 pub mod problem;
@@ -63,6 +64,7 @@ impl AppState {
 
 /// Mounts every route on an actix `App`.
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.configure(console::routes);
     cfg.service(resource("/health/live", "GET", |r| {
         r.route(web::get().to(health::live))
     }))
@@ -107,6 +109,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(resource("/v1/connections/{name}/preview", "POST", |r| {
         r.route(web::post().to(clients::preview))
     }))
+    .service(resource("/v1/connections/{name}/lead-fields", "GET", |r| {
+        r.route(web::get().to(clients::lead_fields))
+    }))
     .service(resource("/v1/connections/{name}/clients", "GET", |r| {
         r.route(web::get().to(clients::list))
     }))
@@ -139,7 +144,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// A resource whose other methods are answered 405 in problem+json.
-fn resource(
+pub(super) fn resource(
     path: &str,
     allowed: &'static str,
     f: impl FnOnce(actix_web::Resource) -> actix_web::Resource,

@@ -3,6 +3,7 @@
 mod backend;
 mod backfill;
 mod connections;
+mod console;
 #[path = "../support/salesforce_emulator.rs"]
 mod emulator;
 mod emulator_fidelity;

@@ -1,0 +1,64 @@
+//! The operator's console: one page and its script and style, embedded in the
+//! binary (no CDN, works offline). The page holds no data of its own: it signs
+//! in with the admin token and calls the public admin API like curl would.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{web, HttpResponse};
+
+const INDEX: &str = include_str!("../../console/index.html");
+const SCRIPT: &str = include_str!("../../console/app.js");
+const STYLE: &str = include_str!("../../console/app.css");
+
+/// Only the page's own script and style run; nothing may frame it, and forms
+/// never submit by themselves (a token typed into one must not reach a URL).
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+    style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'none'; \
+    base-uri 'none'; frame-ancestors 'none'";
+
+/// Mounts `/console` and its two assets.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    for (path, page) in [
+        ("/console", Page::Index),
+        ("/console/", Page::Index),
+        ("/console/app.js", Page::Script),
+        ("/console/app.css", Page::Style),
+    ] {
+        cfg.service(super::resource(path, "GET", move |r| {
+            r.route(web::get().to(move || serve(page)))
+        }));
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Page {
+    Index,
+    Script,
+    Style,
+}
+
+async fn serve(page: Page) -> HttpResponse {
+    match page {
+        Page::Index => asset("text/html; charset=utf-8", INDEX),
+        Page::Script => asset("text/javascript; charset=utf-8", SCRIPT),
+        Page::Style => asset("text/css; charset=utf-8", STYLE),
+    }
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> HttpResponse {
+    let mut res = HttpResponse::Ok().content_type(content_type).body(body);
+    let h = res.headers_mut();
+    for (name, value) in [
+        (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::CACHE_CONTROL, "no-cache"),
+    ] {
+        h.insert(name, HeaderValue::from_static(value));
+    }
+    h.insert(
+        header::HeaderName::from_static("cross-origin-opener-policy"),
+        HeaderValue::from_static("same-origin"),
+    );
+    res
+}
