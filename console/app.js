@@ -40,6 +40,7 @@
   ];
 
   let timer = null; // the backfill page's refresh
+  let flash = null; // a message that stays while its page refreshes itself
   let view = 0; // bumps on every navigation, so late answers of an old page are dropped
 
   // ---- DOM ---------------------------------------------------------------
@@ -65,6 +66,12 @@
     }
   }
 
+  /** Replaces the node's children (null and false children are left out). */
+  function fill(node, ...children) {
+    node.replaceChildren();
+    append(node, children);
+  }
+
   function main() {
     return document.getElementById('main');
   }
@@ -72,7 +79,7 @@
   function show(title, ...children) {
     document.title = `${title} · leadbridge console`;
     const m = main();
-    m.replaceChildren(h('h1', {}, title), ...children.flat());
+    fill(m, h('h1', {}, title), ...children);
     m.focus();
   }
 
@@ -194,6 +201,7 @@
   async function route() {
     clearTimeout(timer);
     timer = null;
+    flash = null;
     const mine = ++view;
     if (!token()) return signIn();
     document.getElementById('nav').hidden = false;
@@ -314,7 +322,7 @@
 
   function formStatus(form, ...content) {
     const slot = form.querySelector('.form-status');
-    slot.replaceChildren(...content);
+    fill(slot, ...content);
   }
 
   function settingsFields(conn, leadFields) {
@@ -445,7 +453,7 @@
       }
       await connectionPage(name, ++view);
       const saved = document.querySelector('#connection-form .form-status');
-      if (saved) saved.replaceChildren(note('ok', 'Saved.'));
+      if (saved) fill(saved, note('ok', 'Saved.'));
     });
     show(`Connection ${conn.name}`, tabs(name, 'settings'), summary, form,
       testSection(name), previewSection(name), secretSection(name));
@@ -458,12 +466,12 @@
       id: 'test-connection',
       onclick: async () => {
         button.disabled = true;
-        out.replaceChildren(note('ok', 'Asking Salesforce for a fresh token and describe of Lead…'));
+        fill(out, note('ok', 'Asking Salesforce for a fresh token and describe of Lead…'));
         try {
-          out.replaceChildren(report(await api('POST', `${connPath(name)}/test`)));
+          fill(out, report(await api('POST', `${connPath(name)}/test`)));
         } catch (err) {
           const fields = ((err.problem && err.problem.errors) || []).map((e) => `${e.field} ${e.message}`);
-          out.replaceChildren(note('error', fields.length ? fields.join('; ') : err.message));
+          fill(out, note('error', fields.length ? fields.join('; ') : err.message));
         } finally {
           button.disabled = false;
         }
@@ -507,12 +515,12 @@
         try {
           JSON.parse(input.value);
         } catch (err) {
-          out.replaceChildren(note('error', `Not JSON: ${err.message}`));
+          fill(out, note('error', `Not JSON: ${err.message}`));
           return;
         }
         try {
           const p = await api('POST', `${connPath(name)}/preview`, input.value);
-          out.replaceChildren(
+          fill(out,
             h('h3', {}, p.upsertPath ? `Upsert to ${p.upsertPath}` : 'Create (POST)'),
             h('pre', { id: 'preview-create' }, JSON.stringify(p.create, null, 2)),
             h('h3', {}, 'A later update'),
@@ -520,11 +528,11 @@
             p.describeApplied ? null : note('error', 'The org\'s describe was not applied.'),
             p.warnings.length ? h('ul', {}, p.warnings.map((w) => h('li', {}, w))) : null);
         } catch (err) {
-          out.replaceChildren(note('error', err.message));
+          fill(out, note('error', err.message));
         }
       },
     }, field('preview-body', 'Webhook body', input, 'As B2CORE sends it. Nothing is sent to Salesforce.'),
-    h('button', { type: 'submit' }, 'Preview Lead'));
+    h('button', { type: 'submit', id: 'preview-submit' }, 'Preview Lead'));
     return h('section', { class: 'card' }, h('h2', {}, 'Preview'), form, out);
   }
 
@@ -536,10 +544,10 @@
       onclick: async () => {
         try {
           const r = await api('POST', `${connPath(name)}/webhook-secret/rotate`);
-          out.replaceChildren(secretPanel('New webhook secret', r.webhookSecret,
+          fill(out, secretPanel('New webhook secret', r.webhookSecret,
             h('p', {}, 'The previous secrets keep verifying until ', when(r.previousSecretsValidUntil), '.')));
         } catch (err) {
-          out.replaceChildren(note('error', err.message));
+          fill(out, note('error', err.message));
         }
       },
     }, 'Rotate webhook secret');
@@ -558,9 +566,9 @@
         revoke.textContent = 'Revoke previous secrets';
         try {
           const r = await api('POST', `${connPath(name)}/webhook-secret/revoke-previous`);
-          out.replaceChildren(note('ok', `${r.revoked} previous secret(s) stopped verifying.`));
+          fill(out, note('ok', `${r.revoked} previous secret(s) stopped verifying.`));
         } catch (err) {
-          out.replaceChildren(note('error', err.message));
+          fill(out, note('error', err.message));
         }
       },
     }, 'Revoke previous secrets');
@@ -597,9 +605,9 @@
         try {
           const r = await api('POST', `${connPath(name)}/retry-dead`);
           await clientsPage(name, params, ++view);
-          document.getElementById('clients-status').replaceChildren(note('ok', `${r.requeued} dead client(s) requeued.`));
+          fill(document.getElementById('clients-status'), note('ok', `${r.requeued} dead client(s) requeued.`));
         } catch (err) {
-          status.replaceChildren(note('error', err.message));
+          fill(status, note('error', err.message));
         }
       },
     }, 'Retry all dead');
@@ -621,9 +629,9 @@
           try {
             await api('POST', `${connPath(name)}/clients/${enc(c.clientId)}/retry`);
             await clientsPage(name, params, ++view);
-            document.getElementById('clients-status').replaceChildren(note('ok', `Client ${c.clientId} requeued.`));
+            fill(document.getElementById('clients-status'), note('ok', `Client ${c.clientId} requeued.`));
           } catch (err) {
-            status.replaceChildren(note('error', err.message));
+            fill(status, note('error', err.message));
           }
         },
       }, 'Retry'))));
@@ -653,22 +661,22 @@
       onsubmit: async (e) => {
         e.preventDefault();
         if (!file.files.length) {
-          status.replaceChildren(note('error', 'Choose a file first.'));
+          fill(status, note('error', 'Choose a file first.'));
           return;
         }
-        status.replaceChildren(note('ok', 'Uploading…'));
+        fill(status, note('ok', 'Uploading…'));
         try {
           const job = await api('POST', `${connPath(name)}/backfill`, file.files[0], 'application/x-ndjson');
+          flash = note('ok', `Job ${job.jobId}: ${job.accepted} of ${job.read} lines accepted.`);
           await backfillPage(name, ++view);
-          main().append(note('ok', `Job ${job.jobId}: ${job.accepted} of ${job.read} lines accepted.`));
         } catch (err) {
-          status.replaceChildren(note('error', err.message));
+          fill(status, note('error', err.message));
         }
       },
     }, field('backfill-file', 'NDJSON file (one client per line, the data of a webhook)', file),
-    h('button', { type: 'submit' }, 'Upload'), status);
+    h('button', { type: 'submit', id: 'backfill-submit' }, 'Upload'), status);
     const running = jobs.some((j) => j.state === 'receiving' || j.synced < j.accepted);
-    show(`Backfill of ${name}`, tabs(name, 'backfill'), form,
+    show(`Backfill of ${name}`, tabs(name, 'backfill'), flash, form,
       jobs.length === 0 ? h('p', {}, 'No backfill jobs yet.') : h('table', { id: 'jobs' },
         h('thead', {}, h('tr', {}, ['Job', 'State', 'Read', 'Accepted', 'Synced', 'Progress', 'Rejected', 'Started'].map((t) => h('th', { scope: 'col' }, t)))),
         h('tbody', {}, jobs.map((j) => h('tr', {},
