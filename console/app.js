@@ -582,9 +582,18 @@
   async function clientsPage(name, params, mine) {
     const state = params.get('state') || '';
     const cursor = params.get('cursor') || '';
-    const q = new URLSearchParams({ limit: '50' });
+    const limit = params.get('limit') || '50';
+    const q = new URLSearchParams({ limit });
     if (state) q.set('state', state);
     if (cursor) q.set('cursor', cursor);
+    /** This page's address with `cursor` (none: the first page). */
+    const pageHref = (next) => {
+      const p = new URLSearchParams();
+      if (state) p.set('state', state);
+      if (limit !== '50') p.set('limit', limit);
+      if (next) p.set('cursor', next);
+      return `#/c/${enc(name)}/clients${p.toString() ? `?${p}` : ''}`;
+    };
     const page = await api('GET', `${connPath(name)}/clients?${q}`);
     if (!current(mine)) return;
     const status = h('div', { 'aria-live': 'polite', id: 'clients-status' });
@@ -635,7 +644,6 @@
           }
         },
       }, 'Retry'))));
-    const base = `#/c/${enc(name)}/clients?${state ? `state=${enc(state)}&` : ''}`;
     show(`Clients of ${name}`, tabs(name, 'clients'),
       h('div', { class: 'toolbar' }, filter, retryDead, h('button', { type: 'button', onclick: () => route() }, 'Refresh')),
       status,
@@ -645,8 +653,8 @@
           h('thead', {}, h('tr', {}, ['Client', 'State', 'Lead', 'Attempts', 'Last error (Salesforce)', 'Warnings', 'Pending events', 'Next attempt', 'Last synced', ''].map((t) => h('th', { scope: 'col' }, t)))),
           h('tbody', {}, rows)),
       h('p', { class: 'pager' },
-        cursor ? h('a', { href: base.replace(/[?&]$/, '') }, 'First page') : null, ' ',
-        page.nextCursor ? h('a', { href: `${base}cursor=${enc(page.nextCursor)}`, id: 'next-page' }, 'Next page') : null));
+        cursor ? h('a', { href: pageHref(null), id: 'first-page' }, 'First page') : null, ' ',
+        page.nextCursor ? h('a', { href: pageHref(page.nextCursor), id: 'next-page' }, 'Next page') : null));
   }
 
   // ---- backfill ----------------------------------------------------------

@@ -98,6 +98,9 @@ async fn an_operator_connects_an_org_sees_a_client_fail_fixes_the_mapping_and_se
     assert!(secret.starts_with("whsec_"), "{secret}");
     assert!(b.text("#webhook-url").await.ends_with("/v1/webhooks/acme"));
     b.shot("created").await;
+    b.click("button.copy").await;
+    let copied = b.text("button.copy").await;
+    assert!(copied == "Copied" || copied.starts_with("Selected"), "{copied}");
 
     // Map fields from the org's list, enable, save.
     b.click("#open-connection").await;
@@ -168,10 +171,13 @@ async fn an_operator_connects_an_org_sees_a_client_fail_fixes_the_mapping_and_se
     b.wait_text("#connection-form .form-status", "Saved.").await;
     b.click("nav.tabs a[href='#/c/acme/clients']").await;
     b.wait_text("h1", "Clients of acme").await;
-    b.click("#retry-dead").await;
-    b.wait_text("#clients-status", "2 dead client(s) requeued.")
-        .await;
+    b.click("tr[data-client='101'] button.retry").await;
+    b.wait_text("#clients-status", "Client 101 requeued.").await;
     b.wait_until_row_state("101", "synced").await;
+    assert_eq!(b.text("tr[data-client='102'] td.state").await, "dead");
+    b.click("#retry-dead").await;
+    b.wait_text("#clients-status", "1 dead client(s) requeued.")
+        .await;
     b.wait_until_row_state("102", "synced").await;
     b.shot("clients-synced").await;
     let leads = emu.leads();
@@ -221,6 +227,19 @@ async fn an_operator_connects_an_org_sees_a_client_fail_fixes_the_mapping_and_se
     assert_eq!(rejected, "1");
     b.shot("backfill").await;
     assert_eq!(emu.leads().len(), 7);
+
+    // Clients page by page (three a page here), in client id order.
+    b.goto(&svc.url("/console#/c/acme/clients?limit=3")).await;
+    b.wait_text("h1", "Clients of acme").await;
+    let ids = "return [...document.querySelectorAll('#clients tbody tr')].map(r => r.dataset.client)";
+    assert_eq!(b.js(ids).await, json!(["101", "102", "201"]));
+    b.click("#next-page").await;
+    b.wait_text("#first-page", "First page").await;
+    assert_eq!(b.js(ids).await, json!(["202", "203", "204"]));
+    b.click("#next-page").await;
+    b.wait_text("#first-page", "First page").await;
+    b.wait_text("#clients", "205").await;
+    assert_eq!(b.js(ids).await, json!(["205"]));
 
     // Rotate the webhook secret; the old one verifies until revoked.
     b.click("nav.tabs a[href='#/c/acme']").await;
