@@ -100,7 +100,10 @@ async fn an_operator_connects_an_org_sees_a_client_fail_fixes_the_mapping_and_se
     b.shot("created").await;
     b.click("button.copy").await;
     let copied = b.text("button.copy").await;
-    assert!(copied == "Copied" || copied.starts_with("Selected"), "{copied}");
+    assert!(
+        copied == "Copied" || copied.starts_with("Selected"),
+        "{copied}"
+    );
 
     // Map fields from the org's list, enable, save.
     b.click("#open-connection").await;
@@ -231,7 +234,8 @@ async fn an_operator_connects_an_org_sees_a_client_fail_fixes_the_mapping_and_se
     // Clients page by page (three a page here), in client id order.
     b.goto(&svc.url("/console#/c/acme/clients?limit=3")).await;
     b.wait_text("h1", "Clients of acme").await;
-    let ids = "return [...document.querySelectorAll('#clients tbody tr')].map(r => r.dataset.client)";
+    let ids =
+        "return [...document.querySelectorAll('#clients tbody tr')].map(r => r.dataset.client)";
     assert_eq!(b.js(ids).await, json!(["101", "102", "201"]));
     b.click("#next-page").await;
     b.wait_text("#first-page", "First page").await;
