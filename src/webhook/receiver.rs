@@ -32,7 +32,7 @@ pub struct Receiver {
 /// What a verified signature tells about the request.
 #[derive(Debug)]
 pub struct Signed {
-    /// `webhook-id`, `X-Request-Id` or the body's SHA-256: duplicates share it.
+    /// `webhook-id` (or `svix-id`), `X-Request-Id` or the body's SHA-256: duplicates share it.
     pub idempotency_key: String,
     /// The signed `webhook-timestamp` (Standard Webhooks only).
     pub timestamp: Option<i64>,
@@ -123,10 +123,18 @@ impl Receiver {
             .collect();
         match self.conn.signature_scheme {
             SignatureScheme::StandardWebhooks => {
+                // Senders built on Svix name the same headers `svix-*`; a
+                // request uses one set, the `webhook-*` one when it has an id.
+                let [id, timestamp, signature] =
+                    if header("webhook-id").is_none() && header("svix-id").is_some() {
+                        ["svix-id", "svix-timestamp", "svix-signature"]
+                    } else {
+                        ["webhook-id", "webhook-timestamp", "webhook-signature"]
+                    };
                 let headers = StandardHeaders {
-                    id: header("webhook-id"),
-                    timestamp: header("webhook-timestamp"),
-                    signature: header("webhook-signature"),
+                    id: header(id),
+                    timestamp: header(timestamp),
+                    signature: header(signature),
                 };
                 let id = verify::verify_standard(headers, body, &secrets, now.timestamp())?;
                 Ok(Signed {
@@ -143,6 +151,7 @@ impl Receiver {
                 // anyone replaying it, so the body's digest dedupes too.
                 let digest = format!("sha256:{}", hex::encode(Sha256::digest(body)));
                 let key = header("webhook-id")
+                    .or_else(|| header("svix-id"))
                     .or_else(|| header("x-request-id"))
                     .filter(|k| !k.trim().is_empty())
                     .map(bounded_key)

@@ -686,3 +686,81 @@ async fn past_the_connection_cap_a_request_waits_until_a_slow_sender_is_cut() {
         assert!(status.starts_with("HTTP/1.1 400"), "{status}");
     }
 }
+
+/// The same request with Svix's header names.
+fn svix(hook: Webhook) -> Webhook {
+    let headers = hook
+        .headers
+        .into_iter()
+        .map(|(k, v)| (k.replace("webhook-", "svix-"), v))
+        .collect();
+    Webhook { headers, ..hook }
+}
+
+#[tokio::test]
+async fn svix_headers_are_accepted_as_the_standard_webhooks_ones() {
+    let app = spawn_app().await;
+    let secret = app.connection("acme").await;
+    let hook = svix(Webhook::standard(
+        &secret,
+        "msg_svix",
+        app.now(),
+        &client_event(9),
+    ));
+    assert!(hook.headers.iter().all(|(k, _)| k.starts_with("svix-")));
+    let res = app.post_webhook("acme", &hook).await;
+    assert_eq!(res.status(), 202);
+    let stored = app
+        .store
+        .pending_events(&app.connection_id("acme").await)
+        .await
+        .unwrap();
+    assert_eq!(stored[0].idempotency_key, "msg_svix");
+    // The svix-id dedupes like a webhook-id: the same message under either name.
+    let again = Webhook::standard(&secret, "msg_svix", app.now(), &client_event(9));
+    let res = app.post_webhook("acme", &again).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Value>().await.unwrap()["status"], "duplicate");
+
+    // A bad svix signature is refused like a bad webhook one.
+    let forged = svix(Webhook::standard(
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        "msg_forged",
+        app.now(),
+        &client_event(9),
+    ));
+    let res = app.post_webhook("acme", &forged).await;
+    assert_problem(res, 401, "invalid_signature").await;
+    // A stale svix timestamp is out of tolerance.
+    let stale = svix(Webhook::standard(
+        &secret,
+        "msg_old",
+        app.now() - 301,
+        &client_event(9),
+    ));
+    let res = app.post_webhook("acme", &stale).await;
+    assert_problem(res, 401, "timestamp_out_of_tolerance").await;
+}
+
+#[tokio::test]
+async fn a_request_with_both_header_sets_is_checked_by_its_webhook_headers() {
+    let app = spawn_app().await;
+    let secret = app.connection("acme").await;
+    let good = Webhook::standard(&secret, "msg_w", app.now(), &client_event(9));
+    // svix-* headers that do not verify, beside webhook-* ones that do.
+    let mut hook = svix(Webhook::standard(
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        "msg_s",
+        app.now(),
+        &client_event(9),
+    ));
+    hook.headers.extend(good.headers);
+    let res = app.post_webhook("acme", &hook).await;
+    assert_eq!(res.status(), 202);
+    let stored = app
+        .store
+        .pending_events(&app.connection_id("acme").await)
+        .await
+        .unwrap();
+    assert_eq!(stored[0].idempotency_key, "msg_w");
+}
