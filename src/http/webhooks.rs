@@ -34,7 +34,7 @@ impl WebhookAnswer {
     tag = "webhooks",
     params(("connectionName" = String, Path, description = "The connection's name")),
     request_body(content = Object, content_type = "application/json",
-        description = "A B2CORE client event, signed per the connection's `signatureScheme`."),
+        description = "A B2CORE client event, signed per the connection's `signatureScheme`: `webhook-id`, `webhook-timestamp` and `webhook-signature` (or their Svix names `svix-id`, `svix-timestamp`, `svix-signature`), or the hex scheme's header."),
     responses(
         (status = 202, description = "Durably stored", body = WebhookAnswer),
         (status = 200, description = "`duplicate` (id already accepted) or `ignored` (event type not synced)", body = WebhookAnswer),
