@@ -112,9 +112,10 @@ async fn counted_views(
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ApiUsageView {
-    /// Requests used in the last 24 h, all of the org's integrations together.
+    /// Requests used in the last 24 h, all of the org's integrations together
+    /// (or this app's, when the app's own quota is the fuller one).
     pub used: i64,
-    /// The org's daily allocation.
+    /// The org's daily allocation (or the app's quota, as for `used`).
     pub max: i64,
     /// Past this percent of `max`, only urgent writes (webhooks) go out.
     pub budget_percent: u8,

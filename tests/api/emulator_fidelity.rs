@@ -291,3 +291,23 @@ async fn a_validation_rule_fails_the_save_with_field_custom_validation_exception
     assert_eq!(body[1]["success"], true);
     assert_eq!(emu.lead_count(), 1);
 }
+
+#[tokio::test]
+async fn the_limit_header_has_the_documented_parts() {
+    let emu = Emulator::start(OrgConfig {
+        daily_max: 5000,
+        app_quota: Some(250),
+        ..OrgConfig::default()
+    })
+    .await;
+    emu.set_api_calls(24);
+    let t = token(&emu).await;
+    let res = rest(&emu, reqwest::Method::GET, "sobjects/Lead/describe", &t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.headers()["sforce-limit-info"],
+        "api-usage=25/5000; per-app-api-usage=1/250(appName=leadbridge)"
+    );
+}

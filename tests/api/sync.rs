@@ -1144,6 +1144,38 @@ async fn the_orgs_api_usage_is_read_from_every_answer_and_shown_on_the_connectio
 }
 
 #[tokio::test]
+async fn a_limit_header_of_several_parts_still_feeds_the_budget() {
+    // The app's own quota (2 calls) is tighter than the org's allocation.
+    let (app, emu) = spawn_with_org(OrgConfig {
+        daily_max: 100_000,
+        app_quota: Some(2),
+        ..OrgConfig::default()
+    })
+    .await;
+    let secret = app.connect(&emu, "acme", json!({})).await;
+    accepted(
+        &app,
+        "acme",
+        &secret,
+        &update(1, json!({"email": "a@x.io"})),
+    )
+    .await;
+    app.sync().await;
+    let conn: Value = app
+        .admin(Method::GET, "/v1/connections/acme")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let usage = &conn["apiUsage"];
+    assert_eq!(usage["used"], 2, "{usage}");
+    assert_eq!(usage["max"], 2, "the app's quota, not the org's: {usage}");
+    assert_eq!(usage["budgetReached"], true, "{usage}");
+}
+
+#[tokio::test]
 async fn past_the_budget_only_urgent_work_is_written() {
     let (app, emu) = spawn_with_org(OrgConfig {
         daily_max: 100,

@@ -37,6 +37,9 @@ pub struct OrgConfig {
     pub external_ids: Vec<String>,
     /// Daily API allocation.
     pub daily_max: u64,
+    /// A quota of the External Client App's own (API limit app quotas): the
+    /// limit header then carries `per-app-api-usage` after `api-usage`.
+    pub app_quota: Option<u64>,
     /// Validation rules: each requires a Lead field to be non-blank, as an
     /// admin's rule `ISBLANK(field)` does, failing the save with its message.
     pub validation_rules: Vec<ValidationRule>,
@@ -66,6 +69,7 @@ impl Default for OrgConfig {
             ],
             external_ids: vec!["B2C_Client_Id__c".into()],
             daily_max: 100_000,
+            app_quota: None,
             validation_rules: vec![],
         }
     }
@@ -92,6 +96,8 @@ pub struct Org {
     tokens: HashSet<String>,
     pub token_requests: u64,
     pub api_calls: u64,
+    /// Calls made by this app (leadbridge), against `app_quota`.
+    pub app_calls: u64,
     /// Every REST call: (method, path after the version).
     pub calls: Vec<(String, String)>,
     faults: VecDeque<Fault>,
@@ -795,6 +801,7 @@ async fn rest(
             );
         }
         o.api_calls += 1;
+        o.app_calls += 1;
         o.calls.push((method.clone(), tail.clone()));
         if o.api_calls > o.cfg.daily_max {
             return error(
@@ -828,7 +835,15 @@ async fn rest(
     }
     let usage = {
         let o = s.org.lock().unwrap();
-        format!("api-usage={}/{}", o.api_calls, o.cfg.daily_max)
+        // As documented: parts separated by "; ", the app's quota with its name.
+        let mut v = format!("api-usage={}/{}", o.api_calls, o.cfg.daily_max);
+        if let Some(quota) = o.cfg.app_quota {
+            v.push_str(&format!(
+                "; per-app-api-usage={}/{quota}(appName=leadbridge)",
+                o.app_calls
+            ));
+        }
+        v
     };
     let parsed: Option<Value> = if body.is_empty() {
         None
