@@ -23,6 +23,12 @@ pub mod codes {
     pub const INVALID_FIELD_FOR_INSERT_UPDATE: &str = "INVALID_FIELD_FOR_INSERT_UPDATE";
     pub const REQUIRED_FIELD_MISSING: &str = "REQUIRED_FIELD_MISSING";
     pub const MULTIPLE_CHOICES: &str = "MULTIPLE_CHOICES";
+    /// An Apex trigger failed the save (its message says why).
+    pub const CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY: &str = "CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY";
+    /// A record-triggered flow failed the save.
+    pub const CANNOT_EXECUTE_FLOW_TRIGGER: &str = "CANNOT_EXECUTE_FLOW_TRIGGER";
+    pub const INSERT_UPDATE_DELETE_NOT_ALLOWED_DURING_MAINTENANCE: &str =
+        "INSERT_UPDATE_DELETE_NOT_ALLOWED_DURING_MAINTENANCE";
     // leadbridge's own
     pub const TIMEOUT: &str = "TIMEOUT";
     pub const CONNECTION_ERROR: &str = "CONNECTION_ERROR";
@@ -110,6 +116,12 @@ impl Failure {
         }
     }
 
+    /// The org's automation (a trigger or a flow) failed the save: the same
+    /// records may pass in a smaller call, so a batch is split before blame.
+    pub fn is_automation(&self) -> bool {
+        matches!(self, Failure::Permanent { code, .. } if AUTOMATION_CODES.contains(&code.as_str()))
+    }
+
     pub(crate) fn transient(code: &str, message: impl Into<String>) -> Self {
         Failure::Transient {
             code: code.into(),
@@ -157,13 +169,27 @@ const FIELD_CODES: [&str; 6] = [
     codes::INVALID_FIELD_FOR_INSERT_UPDATE,
 ];
 
+/// Codes of a save failed by the org's triggers and flows.
+const AUTOMATION_CODES: [&str; 2] = [
+    codes::CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY,
+    codes::CANNOT_EXECUTE_FLOW_TRIGGER,
+];
+
 /// Sorts one record-level error (single-record body or composite result).
 pub fn classify_record(op: Op, err: &RecordError) -> Failure {
     let code = err.error_code.as_str();
     let message = err.message.clone();
     match code {
         codes::INVALID_SESSION_ID => Failure::SessionExpired,
-        codes::UNABLE_TO_LOCK_ROW | codes::UNKNOWN_EXCEPTION | codes::SERVER_UNAVAILABLE => {
+        codes::UNABLE_TO_LOCK_ROW
+        | codes::UNKNOWN_EXCEPTION
+        | codes::SERVER_UNAVAILABLE
+        | codes::INSERT_UPDATE_DELETE_NOT_ALLOWED_DURING_MAINTENANCE => Failure::Transient {
+            code: code.into(),
+            message,
+        },
+        // A trigger or flow that met a locked row says so only in its message.
+        c if AUTOMATION_CODES.contains(&c) && message.contains(codes::UNABLE_TO_LOCK_ROW) => {
             Failure::Transient {
                 code: code.into(),
                 message,
@@ -308,6 +334,12 @@ mod tests {
             (Op::Create, 503, b"<html>Service Unavailable</html>".to_vec(), |f| matches!(f, Transient { code, .. } if code == "HTTP_503")),
             (Op::Create, 500, one("UNKNOWN_EXCEPTION", "An unexpected error occurred", &[]), |f| matches!(f, Transient { .. })),
             (Op::Update, 400, one("UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access to this record", &[]), |f| matches!(f, Transient { .. })),
+            (Op::Update, 400, one("CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY", "LeadTrigger: execution of AfterUpdate caused by: System.DmlException: Update failed. first error: UNABLE_TO_LOCK_ROW, unable to obtain exclusive access to this record: []", &[]), |f| matches!(f, Transient { .. })),
+            (Op::Create, 400, one("CANNOT_EXECUTE_FLOW_TRIGGER", "A flow trigger failed to execute the flow. Error ID: UNABLE_TO_LOCK_ROW: unable to obtain exclusive access", &[]), |f| matches!(f, Transient { .. })),
+            (Op::Create, 400, one("INSERT_UPDATE_DELETE_NOT_ALLOWED_DURING_MAINTENANCE", "Updates can't be made during maintenance.", &[]), |f| matches!(f, Transient { .. })),
+            (Op::Create, 400, one("CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY", "LeadTrigger: System.LimitException: Too many SOQL queries: 101", &[]), |f| f.is_automation()),
+            (Op::Create, 400, one("CANNOT_EXECUTE_FLOW_TRIGGER", "The flow failed: Region__c is required", &[]), |f| f.is_automation()),
+            (Op::Create, 400, one("FIELD_CUSTOM_VALIDATION_EXCEPTION", "Phone must start with +", &[]), |f| !f.is_automation()),
             (Op::Create, 400, one("INVALID_EMAIL_ADDRESS", "Email: invalid email address: x", &["Email"]), |f| matches!(f, RejectedFields { fields, .. } if fields == &["Email"])),
             (Op::Create, 400, one("STRING_TOO_LONG", "City: data value too large", &["City"]), |f| matches!(f, RejectedFields { .. })),
             (Op::Create, 400, one("FIELD_INTEGRITY_EXCEPTION", "There's a problem with this country", &["CountryCode"]), |f| matches!(f, RejectedFields { .. })),

@@ -99,57 +99,96 @@ impl Worker {
                 .1
                 .push((job, lead));
         }
-        let budget = self.settings.lease / 2;
         let mut outcomes = Vec::new();
         for (_, (batch, items)) in groups {
             let mut items = items.into_iter().peekable();
             while items.peek().is_some() {
                 let chunk: Vec<(Job, mapping::Lead)> = items.by_ref().take(MAX_BATCH).collect();
-                let records = chunk.iter().map(|(_, l)| l.body.clone()).collect();
-                let answer = tokio::time::timeout(
-                    budget,
-                    self.salesforce.collection(&creds, &batch, records),
-                )
-                .await
-                .unwrap_or_else(|_| {
-                    Err(Failure::transient(
-                        codes::TIMEOUT,
-                        "the collections call timed out",
-                    ))
-                });
-                match answer {
-                    Ok(results) => {
-                        for ((job, lead), result) in chunk.into_iter().zip(results) {
-                            let attempt = match result {
-                                Ok(w) => Attempt::Written {
-                                    lead_id: w.id,
-                                    warnings: lead.warnings,
-                                },
-                                Err(
-                                    f @ (Failure::Transient { .. }
-                                    | Failure::DailyLimit { .. }
-                                    | Failure::SessionExpired
-                                    | Failure::Auth { .. }),
-                                ) => Attempt::Failed(f),
-                                Err(Failure::Converted { message }) => {
-                                    Attempt::Converted { message }
-                                }
-                                // Rejected fields, a deleted Lead, a missing field: the
-                                // single-record path knows how to mend these.
-                                Err(f) => self.write_bounded(conn, &job, Some(f)).await,
-                            };
-                            outcomes.push((job, attempt));
-                        }
-                    }
-                    Err(f) => {
-                        for (job, _) in chunk {
-                            outcomes.push((job, Attempt::Failed(f.clone())));
-                        }
-                    }
-                }
+                outcomes.extend(self.write_chunk(conn, &creds, &batch, chunk).await);
             }
         }
         outcomes
+    }
+
+    /// One collections call for `chunk`. When the org's automation fails the
+    /// whole call, or every record of it with one trigger or flow error (a
+    /// governor limit is per transaction, and a call is one), the halves are
+    /// sent apart, down to single records, before any client is blamed.
+    fn write_chunk<'a>(
+        &'a self,
+        conn: &'a Connection,
+        creds: &'a Credentials,
+        batch: &'a Batch,
+        chunk: Vec<(Job, mapping::Lead)>,
+    ) -> futures_util::future::BoxFuture<'a, Vec<(Job, Attempt)>> {
+        Box::pin(async move {
+            let budget = self.settings.lease / 2;
+            let records = chunk.iter().map(|(_, l)| l.body.clone()).collect();
+            let answer =
+                tokio::time::timeout(budget, self.salesforce.collection(creds, batch, records))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(Failure::transient(
+                            codes::TIMEOUT,
+                            "the collections call timed out",
+                        ))
+                    });
+            let automation = match &answer {
+                Err(f) => f.is_automation(),
+                Ok(results) => {
+                    let codes: BTreeSet<&str> = results
+                        .iter()
+                        .map(|r| r.as_ref().err().map_or("", |f| f.code()))
+                        .collect();
+                    codes.len() == 1
+                        && results
+                            .iter()
+                            .all(|r| r.as_ref().is_err_and(Failure::is_automation))
+                }
+            };
+            if automation && chunk.len() > 1 {
+                let mut first = chunk;
+                let second = first.split_off(first.len() / 2);
+                tracing::info!(
+                    connection = %conn.name,
+                    records = first.len() + second.len(),
+                    "the org's automation failed a whole call; sending it in halves"
+                );
+                let mut out = self.write_chunk(conn, creds, batch, first).await;
+                out.extend(self.write_chunk(conn, creds, batch, second).await);
+                return out;
+            }
+            let mut outcomes = Vec::with_capacity(chunk.len());
+            match answer {
+                Ok(results) => {
+                    for ((job, lead), result) in chunk.into_iter().zip(results) {
+                        let attempt = match result {
+                            Ok(w) => Attempt::Written {
+                                lead_id: w.id,
+                                warnings: lead.warnings,
+                            },
+                            Err(
+                                f @ (Failure::Transient { .. }
+                                | Failure::DailyLimit { .. }
+                                | Failure::SessionExpired
+                                | Failure::Auth { .. }),
+                            ) => Attempt::Failed(f),
+                            Err(Failure::Converted { message }) => Attempt::Converted { message },
+                            // Rejected fields, a deleted Lead, a missing field: the
+                            // single-record path knows how to mend these.
+                            Err(f) => self.write_bounded(conn, &job, Some(f)).await,
+                        };
+                        outcomes.push((job, attempt));
+                    }
+                }
+                Err(f) => {
+                    for (job, _) in chunk {
+                        outcomes.push((job, Attempt::Failed(f.clone())));
+                    }
+                }
+            }
+            outcomes
+        })
     }
 
     /// Sends the client's Lead, resending without fields Salesforce rejects one by

@@ -11,6 +11,7 @@ mod health;
 mod helpers;
 mod logs;
 mod openapi;
+mod orgs;
 mod process;
 mod secrets;
 mod store;

@@ -37,6 +37,10 @@ pub struct OrgConfig {
     pub external_ids: Vec<String>,
     /// Daily API allocation.
     pub daily_max: u64,
+    /// An Apex trigger on Lead that runs a query per record: a collections
+    /// call of more than this many records hits the governor limit, and every
+    /// record of it fails with `CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY`.
+    pub trigger_limit: Option<usize>,
     /// A quota of the External Client App's own (API limit app quotas): the
     /// limit header then carries `per-app-api-usage` after `api-usage`.
     pub app_quota: Option<u64>,
@@ -70,6 +74,7 @@ impl Default for OrgConfig {
             external_ids: vec!["B2C_Client_Id__c".into()],
             daily_max: 100_000,
             app_quota: None,
+            trigger_limit: None,
             validation_rules: vec![],
         }
     }
@@ -84,6 +89,38 @@ pub enum Fault {
     LockRow,
     /// 403 `REQUEST_LIMIT_EXCEEDED` "TotalRequests Limit exceeded."
     DailyLimit,
+    /// An Apex trigger's own update met a locked row: the save fails with
+    /// `CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY` wrapping `UNABLE_TO_LOCK_ROW`
+    /// (every record of a collections call, or the single record).
+    TriggerLock,
+    /// A record-triggered flow met a locked row: `CANNOT_EXECUTE_FLOW_TRIGGER`
+    /// wrapping `UNABLE_TO_LOCK_ROW`, likewise.
+    FlowLock,
+    /// The org is read-only for maintenance: the call fails with 400
+    /// `INSERT_UPDATE_DELETE_NOT_ALLOWED_DURING_MAINTENANCE`.
+    Maintenance,
+}
+
+const TRIGGER_LOCK: &str = "LeadTrigger: execution of AfterInsert\n\ncaused by: System.DmlException: Update failed. First exception on row 0 with id 001xx000003DGb2AAG; first error: UNABLE_TO_LOCK_ROW, unable to obtain exclusive access to this record: []\n\nTrigger.LeadTrigger: line 12, column 1";
+const FLOW_LOCK: &str = "The record couldn't be saved because it failed to trigger a flow. A flow trigger failed to execute the flow with version ID 301xx0000000001AAA. Flow error messages: An unhandled fault has occurred in this flow. An unhandled fault has occurred while processing the flow. Error ID: UNABLE_TO_LOCK_ROW: unable to obtain exclusive access to this record or 1 records";
+const TRIGGER_LIMIT: &str = "LeadTrigger: System.LimitException: Too many SOQL queries: 101";
+
+/// The org's automation failing a save: in a collections call every record
+/// fails with the same `statusCode` (the transaction is rolled back), a
+/// single-record call is answered 400.
+fn automation_failure(tail: &str, body: &[u8], code: &str, message: &str) -> HttpResponse {
+    let records = tail
+        .starts_with("composite/sobjects")
+        .then(|| serde_json::from_slice::<Value>(body).ok())
+        .flatten()
+        .and_then(|b| b.get("records").and_then(Value::as_array).map(Vec::len));
+    match records {
+        Some(n) => HttpResponse::Ok().json(vec![
+            json!({"success": false, "errors": [{"statusCode": code, "message": message, "fields": []}]});
+            n
+        ]),
+        None => error(StatusCode::BAD_REQUEST, code, message, &[]),
+    }
 }
 
 #[derive(Debug, Default)]
@@ -829,6 +866,22 @@ async fn rest(
                     &[],
                 )
             }
+            Some(Fault::TriggerLock) => {
+                let code = "CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY";
+                return automation_failure(&tail, &body, code, TRIGGER_LOCK);
+            }
+            Some(Fault::FlowLock) => {
+                let code = "CANNOT_EXECUTE_FLOW_TRIGGER";
+                return automation_failure(&tail, &body, code, FLOW_LOCK);
+            }
+            Some(Fault::Maintenance) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "INSERT_UPDATE_DELETE_NOT_ALLOWED_DURING_MAINTENANCE",
+                    "Updates can't be made during maintenance. Try again later.",
+                    &[],
+                )
+            }
             None => {}
         }
         latency = o.latency;
@@ -992,6 +1045,10 @@ fn collections(o: &mut Org, method: &str, rest: &[&str], body: &Value) -> HttpRe
             "record limit reached. cannot submit more than 200 records into this call",
             &[],
         );
+    }
+    if o.cfg.trigger_limit.is_some_and(|n| records.len() > n) {
+        let failure = json!({"success": false, "errors": [RecErr::new("CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY", TRIGGER_LIMIT, &[]).composite()]});
+        return HttpResponse::Ok().json(vec![failure; records.len()]);
     }
     // Only an all-or-none call can roll back, so only it pays for a copy.
     let snapshot = all_or_none.then(|| (o.leads.clone(), o.by_external.clone(), o.next_id));
