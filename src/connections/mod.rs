@@ -9,7 +9,7 @@ pub mod check;
 
 use crate::crypto::MasterKey;
 use crate::domain::{
-    Connection, ConnectionName, FieldMapping, SignatureScheme, DEFAULT_API_VERSION,
+    Connection, ConnectionName, DuplicatePolicy, FieldMapping, SignatureScheme, DEFAULT_API_VERSION,
 };
 
 /// Upsert answers carry `created` from this version on.
@@ -53,7 +53,7 @@ pub struct Rules {
 /// Every field of a create body; a patch takes the same (`name` and
 /// `provider` only repeating their values). The OpenAPI schemas
 /// `NewConnection` and `ConnectionSettings` list exactly these (tested).
-pub const FIELDS: [&str; 13] = [
+pub const FIELDS: [&str; 15] = [
     "name",
     "provider",
     "caption",
@@ -67,6 +67,8 @@ pub const FIELDS: [&str; 13] = [
     "apiVersion",
     "signatureScheme",
     "signatureHeader",
+    "assignOnCreate",
+    "onDuplicate",
 ];
 
 /// The keys of `fieldMapping` (the OpenAPI schema `FieldMapping`'s properties).
@@ -169,6 +171,18 @@ fn apply_field(
         })
         .map(|v| next.signature_scheme = v.unwrap_or_default()),
         "signatureHeader" => optional(value, header_name).map(|v| next.signature_header = v),
+        "assignOnCreate" => match value {
+            Value::Bool(_) | Value::Null => {
+                next.assign_on_create = value.as_bool().unwrap_or(true);
+                Ok(())
+            }
+            _ => Err("must be true or false".into()),
+        },
+        "onDuplicate" => optional(value, |s| {
+            DuplicatePolicy::parse(s)
+                .ok_or_else(|| "must be \"create\", \"adopt\" or \"report\"".to_string())
+        })
+        .map(|v| next.on_duplicate = v.unwrap_or_default()),
         f if READ_ONLY.contains(&f) => Err("is read-only".into()),
         _ => Err("is not a field of a connection".into()),
     };

@@ -52,6 +52,39 @@ impl SignatureScheme {
     }
 }
 
+/// What to do when the org's duplicate rule finds Leads like the one being created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DuplicatePolicy {
+    /// Create the Lead anyway (`Sforce-Duplicate-Rule-Header: allowSave=true`;
+    /// an alert rule lets it through, a block rule does not).
+    #[default]
+    Create,
+    /// Link the client to the one matched Lead and update it instead.
+    Adopt,
+    /// Do not create: the client is `dead` with the matched Lead Ids.
+    Report,
+}
+
+impl DuplicatePolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DuplicatePolicy::Create => "create",
+            DuplicatePolicy::Adopt => "adopt",
+            DuplicatePolicy::Report => "report",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "create" => Some(Self::Create),
+            "adopt" => Some(Self::Adopt),
+            "report" => Some(Self::Report),
+            _ => None,
+        }
+    }
+}
+
 /// Custom Lead fields that receive Status, Client type and Verification level.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -84,6 +117,10 @@ pub struct Connection {
     pub api_version: String,
     pub signature_scheme: SignatureScheme,
     pub signature_header: Option<String>,
+    /// Whether the org's Lead assignment rule runs on the Lead's first create
+    /// (never on updates).
+    pub assign_on_create: bool,
+    pub on_duplicate: DuplicatePolicy,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// The org's API usage as Salesforce last reported it.
@@ -108,6 +145,8 @@ impl Connection {
             api_version: DEFAULT_API_VERSION.into(),
             signature_scheme: SignatureScheme::default(),
             signature_header: None,
+            assign_on_create: true,
+            on_duplicate: DuplicatePolicy::default(),
             created_at: now,
             updated_at: now,
             api_usage: None,

@@ -10,7 +10,7 @@ mod ids;
 pub use backfill::{BackfillJob, JobProgress, JobState, Rejection, MAX_REJECTIONS_KEPT};
 pub use client::{ClientRecord, ClientState, ClientUpdate, NextAttempt, SyncError};
 pub use connection::{
-    webhook_secret_context, ApiUsage, Connection, FieldMapping, SignatureScheme,
+    webhook_secret_context, ApiUsage, Connection, DuplicatePolicy, FieldMapping, SignatureScheme,
     DEFAULT_API_VERSION, DEFAULT_SIGNATURE_HEADER,
 };
 pub use ids::{ClientId, ConnectionId, ConnectionName};

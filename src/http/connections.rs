@@ -14,7 +14,8 @@ use crate::connections::{self, FieldError};
 use crate::crypto::generate_webhook_secret;
 use crate::domain::ClientState;
 use crate::domain::{
-    webhook_secret_context, Connection, ConnectionId, ConnectionName, FieldMapping, SignatureScheme,
+    webhook_secret_context, Connection, ConnectionId, ConnectionName, DuplicatePolicy,
+    FieldMapping, SignatureScheme,
 };
 use crate::store::{Backlog, WebhookSecretRecord};
 
@@ -44,6 +45,11 @@ pub struct ConnectionView {
     pub signature_scheme: SignatureScheme,
     /// Header of the `hmac-sha256-hex` scheme; `X-Signature` when null.
     pub signature_header: Option<String>,
+    /// Whether the org's Lead assignment rule runs on a Lead's first create
+    /// (`Sforce-Auto-Assign: TRUE`); updates never reassign (`FALSE`).
+    pub assign_on_create: bool,
+    /// When the org's duplicate rule matches a Lead being created.
+    pub on_duplicate: DuplicatePolicy,
     /// Path to register in B2CORE, relative to this service's public URL.
     pub webhook_url: String,
     pub created_at: DateTime<Utc>,
@@ -155,6 +161,8 @@ impl From<&Connection> for ConnectionView {
             api_version: c.api_version.clone(),
             signature_scheme: c.signature_scheme,
             signature_header: c.signature_header.clone(),
+            assign_on_create: c.assign_on_create,
+            on_duplicate: c.on_duplicate,
             webhook_url: format!("/v1/webhooks/{}", c.name),
             created_at: c.created_at,
             updated_at: c.updated_at,
@@ -222,6 +230,13 @@ pub struct ConnectionSettings {
     /// Header of the hex scheme; `X-Signature` by default.
     #[schema(pattern = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")]
     signature_header: Option<String>,
+    /// Run the org's Lead assignment rule on a Lead's first create (default
+    /// true). Updates never reassign a Lead.
+    assign_on_create: Option<bool>,
+    /// On a duplicate rule's match at create (default `create`): `create`
+    /// (allowSave=true), `adopt` (update the one matched Lead instead),
+    /// `report` (dead, with the matched Ids).
+    on_duplicate: Option<DuplicatePolicy>,
 }
 
 /// Body of `POST /v1/connections`.

@@ -24,7 +24,7 @@ use super::{backfill, clients, connections, health, problem, webhooks};
     ),
     components(schemas(
         problem::Problem, crate::connections::FieldError, crate::domain::FieldMapping,
-        crate::domain::SignatureScheme, webhooks::WebhookAnswer,
+        crate::domain::SignatureScheme, crate::domain::DuplicatePolicy, webhooks::WebhookAnswer,
         connections::ConnectionView, connections::ApiUsageView, connections::CreatedConnection, connections::ConnectionList,
         connections::RotatedSecret, connections::RevokedSecrets, connections::ConnectionSettings, connections::NewConnection,
         health::HealthStatus, clients::ClientView, clients::ClientPage, crate::connections::check::LastError,

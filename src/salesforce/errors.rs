@@ -23,6 +23,7 @@ pub mod codes {
     pub const INVALID_FIELD_FOR_INSERT_UPDATE: &str = "INVALID_FIELD_FOR_INSERT_UPDATE";
     pub const REQUIRED_FIELD_MISSING: &str = "REQUIRED_FIELD_MISSING";
     pub const MULTIPLE_CHOICES: &str = "MULTIPLE_CHOICES";
+    pub const DUPLICATES_DETECTED: &str = "DUPLICATES_DETECTED";
     /// An Apex trigger failed the save (its message says why).
     pub const CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY: &str = "CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY";
     /// A record-triggered flow failed the save.
@@ -83,6 +84,18 @@ pub enum Failure {
     /// The token endpoint refused the connection's credentials.
     #[error("{error}: {description}")]
     Auth { error: String, description: String },
+    /// The org's duplicate rule matched other Leads. A single-record answer
+    /// names them (`duplicateResult`); a collections result does not.
+    #[error("DUPLICATES_DETECTED: {message}")]
+    Duplicates {
+        /// The matched Lead Ids (empty when the answer did not say).
+        matches: Vec<String>,
+        /// False for a block rule; None when the answer did not say.
+        allow_save: Option<bool>,
+        /// The duplicate rule's name, when given.
+        rule: Option<String>,
+        message: String,
+    },
 }
 
 impl Failure {
@@ -97,6 +110,7 @@ impl Failure {
             Failure::SessionExpired => codes::INVALID_SESSION_ID,
             Failure::Converted { .. } => codes::CANNOT_UPDATE_CONVERTED_LEAD,
             Failure::Auth { error, .. } => error,
+            Failure::Duplicates { .. } => codes::DUPLICATES_DETECTED,
         }
     }
 
@@ -111,7 +125,8 @@ impl Failure {
             | Failure::RejectedFields { message, .. }
             | Failure::Deleted { message, .. }
             | Failure::Converted { message }
-            | Failure::Permanent { message, .. } => message.clone(),
+            | Failure::Permanent { message, .. }
+            | Failure::Duplicates { message, .. } => message.clone(),
             Failure::SessionExpired => "the access token expired or was revoked".into(),
         }
     }
@@ -157,6 +172,37 @@ pub struct RecordError {
     pub message: String,
     #[serde(default)]
     pub fields: Vec<String>,
+    /// With `DUPLICATES_DETECTED`: the rule and the records it matched.
+    #[serde(default)]
+    pub duplicate_result: Option<DuplicateResult>,
+}
+
+/// Salesforce's `DuplicateResult`, as far as leadbridge reads it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DuplicateResult {
+    pub allow_save: Option<bool>,
+    pub duplicate_rule: Option<String>,
+    #[serde(default)]
+    pub match_results: Vec<MatchResult>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MatchResult {
+    #[serde(default)]
+    pub match_records: Vec<MatchRecord>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct MatchRecord {
+    pub record: MatchedRecord,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct MatchedRecord {
+    #[serde(rename = "Id")]
+    pub id: String,
 }
 
 /// Codes where Salesforce names the rejected fields and the rest of the record is fine.
@@ -203,6 +249,23 @@ pub fn classify_record(op: Op, err: &RecordError) -> Failure {
             message,
         },
         codes::CANNOT_UPDATE_CONVERTED_LEAD => Failure::Converted { message },
+        codes::DUPLICATES_DETECTED => {
+            let result = err.duplicate_result.as_ref();
+            let mut matches: Vec<String> = result
+                .map(|d| d.match_results.iter())
+                .into_iter()
+                .flatten()
+                .flat_map(|m| m.match_records.iter().map(|r| r.record.id.clone()))
+                .collect();
+            matches.sort();
+            matches.dedup();
+            Failure::Duplicates {
+                matches,
+                allow_save: result.and_then(|d| d.allow_save),
+                rule: result.and_then(|d| d.duplicate_rule.clone()),
+                message,
+            }
+        }
         codes::ENTITY_IS_DELETED => Failure::Deleted {
             code: code.into(),
             message,
@@ -346,7 +409,7 @@ mod tests {
             (Op::Create, 400, one("INVALID_FIELD", "No such column 'MiddleName' on sobject of type Lead", &[]), |f| matches!(f, RejectedFields { fields, .. } if fields == &["MiddleName"])),
             (Op::Create, 400, one("REQUIRED_FIELD_MISSING", "Required fields are missing: [Company]", &["Company"]), |f| matches!(f, Permanent { .. })),
             (Op::Create, 400, one("FIELD_CUSTOM_VALIDATION_EXCEPTION", "Phone must start with +", &[]), |f| matches!(f, Permanent { .. })),
-            (Op::Create, 400, one("DUPLICATES_DETECTED", "Use one of these records?", &[]), |f| matches!(f, Permanent { .. })),
+            (Op::Create, 400, one("DUPLICATES_DETECTED", "Use one of these records?", &[]), |f| matches!(f, Duplicates { matches, allow_save: None, .. } if matches.is_empty())),
             (Op::Update, 404, one("NOT_FOUND", "The requested resource does not exist", &[]), |f| matches!(f, Deleted { .. })),
             (Op::Update, 404, one("ENTITY_IS_DELETED", "entity is deleted", &[]), |f| matches!(f, Deleted { .. })),
             (Op::Upsert, 404, one("NOT_FOUND", "Provided external ID field does not exist or is not accessible", &[]), |f| matches!(f, Permanent { .. })),

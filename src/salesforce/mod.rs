@@ -327,6 +327,7 @@ impl Salesforce {
         method: Method,
         path: &str,
         body: Option<&Map<String, Value>>,
+        save: Option<SaveOptions>,
     ) -> Result<(StatusCode, bytes::Bytes), Failure> {
         let mut renewed = false;
         loop {
@@ -341,6 +342,15 @@ impl Salesforce {
                 .bearer_auth(token.access_token.expose_secret());
             if let Some(b) = body {
                 req = req.json(b);
+            }
+            if let Some(save) = save {
+                req = req.header(
+                    "Sforce-Auto-Assign",
+                    if save.assign { "TRUE" } else { "FALSE" },
+                );
+                if save.allow_duplicates && api_major(&c.api_version) >= DUPLICATE_HEADER_SINCE {
+                    req = req.header("Sforce-Duplicate-Rule-Header", "allowSave=true");
+                }
             }
             let res = req.send().await.map_err(transport)?;
             let status = res.status();
@@ -372,7 +382,14 @@ impl Salesforce {
         self.describes
             .try_get_with(describe_key(c), async {
                 let (_, body) = self
-                    .send(c, Op::Describe, Method::GET, "sobjects/Lead/describe", None)
+                    .send(
+                        c,
+                        Op::Describe,
+                        Method::GET,
+                        "sobjects/Lead/describe",
+                        None,
+                        None,
+                    )
                     .await?;
                 parse_describe(&body).map(Arc::new)
             })
@@ -418,6 +435,7 @@ impl Salesforce {
         c: &Credentials,
         batch: &Batch,
         records: Vec<Map<String, Value>>,
+        save: SaveOptions,
     ) -> Result<Vec<Result<Written, Failure>>, Failure> {
         assert!(
             records.len() <= MAX_BATCH,
@@ -443,7 +461,9 @@ impl Salesforce {
                 format!("composite/sobjects/Lead/{}", urlencode(f)),
             ),
         };
-        let (_, bytes) = self.send(c, op, method, &path, Some(&body)).await?;
+        let (_, bytes) = self
+            .send(c, op, method, &path, Some(&body), Some(save))
+            .await?;
         let answers: Vec<RecordAnswer> = serde_json::from_slice(&bytes).map_err(|e| {
             Failure::transient(
                 errors::codes::BAD_COLLECTION_ANSWER,
@@ -479,9 +499,17 @@ impl Salesforce {
         &self,
         c: &Credentials,
         body: &Map<String, Value>,
+        save: SaveOptions,
     ) -> Result<Written, Failure> {
         let (_, bytes) = self
-            .send(c, Op::Create, Method::POST, "sobjects/Lead/", Some(body))
+            .send(
+                c,
+                Op::Create,
+                Method::POST,
+                "sobjects/Lead/",
+                Some(body),
+                Some(save),
+            )
             .await?;
         let answer = save_answer(&bytes)?;
         Ok(Written {
@@ -496,9 +524,10 @@ impl Salesforce {
         c: &Credentials,
         id: &str,
         body: &Map<String, Value>,
+        save: SaveOptions,
     ) -> Result<Written, Failure> {
         let path = format!("sobjects/Lead/{}", urlencode(id));
-        self.send(c, Op::Update, Method::PATCH, &path, Some(body))
+        self.send(c, Op::Update, Method::PATCH, &path, Some(body), Some(save))
             .await?;
         Ok(Written {
             id: id.to_string(),
@@ -513,10 +542,11 @@ impl Salesforce {
         field: &str,
         value: &str,
         body: &Map<String, Value>,
+        save: SaveOptions,
     ) -> Result<Written, Failure> {
         let path = format!("sobjects/Lead/{}/{}", urlencode(field), urlencode(value));
         let (status, bytes) = self
-            .send(c, Op::Upsert, Method::PATCH, &path, Some(body))
+            .send(c, Op::Upsert, Method::PATCH, &path, Some(body), Some(save))
             .await?;
         let answer = save_answer(&bytes)?;
         Ok(Written {
@@ -553,6 +583,39 @@ fn parse_describe(body: &[u8]) -> Result<LeadDescribe, Failure> {
     }
     Ok(out)
 }
+
+/// Request headers of a write that steer the org's own rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SaveOptions {
+    /// `Sforce-Auto-Assign: TRUE` runs the org's Lead assignment rule; `FALSE`
+    /// keeps the owner. Salesforce's default, when the header is absent, is TRUE.
+    pub assign: bool,
+    /// `Sforce-Duplicate-Rule-Header: allowSave=true`: an alert duplicate rule
+    /// lets the save through (a block rule never does). Sent from v52.0.
+    pub allow_duplicates: bool,
+}
+
+impl SaveOptions {
+    /// A later write of a Lead leadbridge already has: never reassigned, and
+    /// an edit is not held up by an alert rule.
+    pub const UPDATE: SaveOptions = SaveOptions {
+        assign: false,
+        allow_duplicates: true,
+    };
+}
+
+/// The API version's major number: `v62.0` → 62.
+pub fn api_major(version: &str) -> u32 {
+    version
+        .trim_start_matches('v')
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The first API version that takes `Sforce-Duplicate-Rule-Header`.
+pub const DUPLICATE_HEADER_SINCE: u32 = 52;
 
 /// Which sObject Collections call a batch is.
 #[derive(Debug, Clone, PartialEq, Eq)]

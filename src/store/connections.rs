@@ -18,7 +18,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let sql = format!(
             "INSERT INTO connections ({SETTINGS}, id, name, provider, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
         );
         let inserted = bind_settings(sqlx::query(&sql), c)
             .bind(&c.id)
@@ -71,8 +71,8 @@ impl Store {
     /// Replaces a connection's settings; false if it no longer exists.
     pub async fn update_connection(&self, c: &Connection) -> Result<bool, StoreError> {
         let sql = format!(
-            "UPDATE connections SET ({SETTINGS}) = {} WHERE id = $13",
-            super::dialect::in_list(1, 12)
+            "UPDATE connections SET ({SETTINGS}) = {} WHERE id = $15",
+            super::dialect::in_list(1, 14)
         );
         let done = bind_settings(sqlx::query(&sql), c)
             .bind(&c.id)
@@ -228,9 +228,9 @@ impl Store {
 /// The columns an operator's edit sets, in the order [`bind_settings`] binds them.
 const SETTINGS: &str = "caption, domain_url, consumer_key, consumer_secret_sealed, company,
     enabled, field_mapping, external_id_field, api_version, signature_scheme,
-    signature_header, updated_at";
+    signature_header, assign_on_create, on_duplicate, updated_at";
 
-/// Binds `c`'s values of [`SETTINGS`] as the next twelve parameters.
+/// Binds `c`'s values of [`SETTINGS`] as the next fourteen parameters.
 fn bind_settings<'q>(q: AnyQuery<'q>, c: &'q Connection) -> AnyQuery<'q> {
     q.bind(&c.caption)
         .bind(&c.domain_url)
@@ -243,6 +243,8 @@ fn bind_settings<'q>(q: AnyQuery<'q>, c: &'q Connection) -> AnyQuery<'q> {
         .bind(&c.api_version)
         .bind(c.signature_scheme.as_str())
         .bind(&c.signature_header)
+        .bind(c.assign_on_create)
+        .bind(c.on_duplicate.as_str())
         .bind(to_millis(c.updated_at))
 }
 

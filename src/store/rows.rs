@@ -7,7 +7,7 @@ use sqlx::Row;
 use super::{from_millis, Backlog, StoreError, StoredEvent, WebhookSecretRecord};
 use crate::domain::{
     ApiUsage, BackfillJob, ClientId, ClientRecord, ClientState, Connection, ConnectionId,
-    ConnectionName, JobState, SignatureScheme, SyncError,
+    ConnectionName, DuplicatePolicy, JobState, SignatureScheme, SyncError,
 };
 
 /// Typed column access to a row of either database.
@@ -61,6 +61,12 @@ pub(crate) fn connection_from_row(row: &impl Cols) -> Result<Connection, StoreEr
         signature_scheme: SignatureScheme::parse(&scheme)
             .ok_or_else(|| StoreError::Corrupt(format!("signature_scheme {scheme}")))?,
         signature_header: row.opt_text("signature_header")?,
+        assign_on_create: row.flag("assign_on_create")?,
+        on_duplicate: {
+            let v = row.text("on_duplicate")?;
+            DuplicatePolicy::parse(&v)
+                .ok_or_else(|| StoreError::Corrupt(format!("on_duplicate {v}")))?
+        },
         created_at: from_millis(row.int("created_at")?)?,
         updated_at: from_millis(row.int("updated_at")?)?,
         api_usage: match (

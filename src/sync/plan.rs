@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 
 use super::outcome::Attempt;
-use crate::domain::{ClientId, ClientRecord, ClientState, Connection};
+use crate::domain::{ClientId, ClientRecord, ClientState, Connection, DuplicatePolicy};
 use crate::mapping::{self, Form, Known, Merge, Pending};
-use crate::salesforce::Batch;
+use crate::salesforce::{Batch, SaveOptions};
 use crate::store::{Claim, Store, StoreError, StoredEvent};
 use crate::webhook::{event, Parsed};
 
@@ -61,6 +61,20 @@ pub(super) fn choose<'a>(
         (Some(field), _) => (Form::Create, Call::Upsert { field }),
         (None, Some(id)) => (Form::Update, Call::Update { id }),
         (None, None) => (Form::Create, Call::Create),
+    }
+}
+
+/// The request headers of a write in `form`: the first create runs the
+/// assignment rule if the connection says so, and passes an alert duplicate
+/// rule only when the connection creates anyway; later writes never reassign
+/// and are not held up by an alert rule.
+pub(super) fn save_options(conn: &Connection, form: Form) -> SaveOptions {
+    match form {
+        Form::Create => SaveOptions {
+            assign: conn.assign_on_create,
+            allow_duplicates: conn.on_duplicate == DuplicatePolicy::Create,
+        },
+        Form::Update => SaveOptions::UPDATE,
     }
 }
 

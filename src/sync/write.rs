@@ -8,12 +8,12 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use super::outcome::Attempt;
-use super::plan::{choose, Call, Job};
+use super::plan::{choose, save_options, Call, Job};
 use super::{Worker, MAX_ROUNDS};
-use crate::domain::{ClientRecord, Connection};
+use crate::domain::{ClientRecord, Connection, DuplicatePolicy};
 use crate::mapping::{self, Form, Merge, Target};
 use crate::salesforce::errors::codes;
-use crate::salesforce::{Batch, Credentials, Failure, MAX_BATCH};
+use crate::salesforce::{Batch, Credentials, Failure, SaveOptions, MAX_BATCH};
 
 impl Worker {
     /// A single-record write, bounded well inside the lease so no other worker
@@ -71,8 +71,10 @@ impl Worker {
             fields: Some(&describe.fields),
             exclude: &none,
         };
-        // Partition by call, rendering each client's body as a single write would.
-        let mut groups: BTreeMap<u8, (Batch, Vec<(Job, mapping::Lead)>)> = BTreeMap::new();
+        // Partition by call and form (the form decides the request's headers),
+        // rendering each client's body as a single write would.
+        type Group = (Batch, SaveOptions, Vec<(Job, mapping::Lead)>);
+        let mut groups: BTreeMap<(u8, bool), Group> = BTreeMap::new();
         for job in jobs {
             let (form, call) = choose(
                 conn.external_id_field.as_deref(),
@@ -80,7 +82,7 @@ impl Worker {
                 job.client.company_sent,
             );
             let mut lead = mapping::lead(form, &job.merge, &target);
-            let key = match call {
+            let kind = match call {
                 Call::Upsert { field } => {
                     let id = Value::String(job.client.client_id.to_string());
                     lead.body.insert(field.to_string(), id);
@@ -93,18 +95,19 @@ impl Worker {
                 Call::Create => 2,
             };
             let batch = call.batch();
+            let save = save_options(conn, form);
             groups
-                .entry(key)
-                .or_insert_with(|| (batch, Vec::new()))
-                .1
+                .entry((kind, form == Form::Create))
+                .or_insert_with(|| (batch, save, Vec::new()))
+                .2
                 .push((job, lead));
         }
         let mut outcomes = Vec::new();
-        for (_, (batch, items)) in groups {
+        for (_, (batch, save, items)) in groups {
             let mut items = items.into_iter().peekable();
             while items.peek().is_some() {
                 let chunk: Vec<(Job, mapping::Lead)> = items.by_ref().take(MAX_BATCH).collect();
-                outcomes.extend(self.write_chunk(conn, &creds, &batch, chunk).await);
+                outcomes.extend(self.write_chunk(conn, &creds, (&batch, save), chunk).await);
             }
         }
         outcomes
@@ -118,21 +121,23 @@ impl Worker {
         &'a self,
         conn: &'a Connection,
         creds: &'a Credentials,
-        batch: &'a Batch,
+        (batch, save): (&'a Batch, SaveOptions),
         chunk: Vec<(Job, mapping::Lead)>,
     ) -> futures_util::future::BoxFuture<'a, Vec<(Job, Attempt)>> {
         Box::pin(async move {
             let budget = self.settings.lease / 2;
             let records = chunk.iter().map(|(_, l)| l.body.clone()).collect();
-            let answer =
-                tokio::time::timeout(budget, self.salesforce.collection(creds, batch, records))
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(Failure::transient(
-                            codes::TIMEOUT,
-                            "the collections call timed out",
-                        ))
-                    });
+            let answer = tokio::time::timeout(
+                budget,
+                self.salesforce.collection(creds, batch, records, save),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(Failure::transient(
+                    codes::TIMEOUT,
+                    "the collections call timed out",
+                ))
+            });
             let automation = match &answer {
                 Err(f) => f.is_automation(),
                 Ok(results) => {
@@ -154,8 +159,8 @@ impl Worker {
                     records = first.len() + second.len(),
                     "the org's automation failed a whole call; sending it in halves"
                 );
-                let mut out = self.write_chunk(conn, creds, batch, first).await;
-                out.extend(self.write_chunk(conn, creds, batch, second).await);
+                let mut out = self.write_chunk(conn, creds, (batch, save), first).await;
+                out.extend(self.write_chunk(conn, creds, (batch, save), second).await);
                 return out;
             }
             let mut outcomes = Vec::with_capacity(chunk.len());
@@ -221,6 +226,9 @@ impl Worker {
             lead_id: client.lead_id.clone(),
             company_sent: client.company_sent,
             describe,
+            on_duplicate: conn.on_duplicate,
+            adopted: false,
+            asked_alone: false,
         };
         if let Some(f) = first {
             if let Some(done) = self.mend(&creds, &mut st, f).await {
@@ -228,26 +236,36 @@ impl Worker {
             }
         }
         for _ in 0..MAX_ROUNDS {
-            let (form, call) = choose(st.upsert_field, st.lead_id.as_deref(), st.company_sent);
+            let (form, call) = match (st.adopted, st.lead_id.as_deref()) {
+                // An adopted Lead is updated by Id, even where writes are upserts.
+                (true, Some(id)) => (Form::Update, Call::Update { id }),
+                _ => choose(st.upsert_field, st.lead_id.as_deref(), st.company_sent),
+            };
             if form == Form::Update && m.delta.is_empty() {
                 return Attempt::NothingToSend;
             }
+            let save = save_options(conn, form);
             let target = Target {
                 company: conn.company.as_deref(),
                 mapping: &conn.field_mapping,
                 fields: Some(&st.describe.fields),
                 exclude: &st.exclude,
             };
-            let lead = mapping::lead(form, m, &target);
+            let mut lead = mapping::lead(form, m, &target);
+            if let (true, Some(field)) = (st.adopted, st.upsert_field) {
+                // From now on the adopted Lead is found by its external id.
+                let id = Value::String(client.client_id.to_string());
+                lead.body.insert(field.to_string(), id);
+            }
             let result = match call {
                 Call::Upsert { field } => {
                     let body = without(&lead.body, field);
                     self.salesforce
-                        .upsert(&creds, field, &client.client_id, &body)
+                        .upsert(&creds, field, &client.client_id, &body, save)
                         .await
                 }
-                Call::Update { id } => self.salesforce.update(&creds, id, &lead.body).await,
-                Call::Create => self.salesforce.create(&creds, &lead.body).await,
+                Call::Update { id } => self.salesforce.update(&creds, id, &lead.body, save).await,
+                Call::Create => self.salesforce.create(&creds, &lead.body, save).await,
             };
             match result {
                 Ok(written) => {
@@ -294,6 +312,48 @@ impl Worker {
                 st.company_sent = false;
             }
             Failure::Converted { message } => return Some(Attempt::Converted { message }),
+            Failure::Duplicates {
+                matches,
+                allow_save,
+                rule,
+                message,
+            } => {
+                if matches.is_empty() && !st.asked_alone {
+                    // A collections result does not name the matches: ask alone.
+                    st.asked_alone = true;
+                    return None;
+                }
+                // The form just sent: a create, unless the Lead is known.
+                let creating = !st.adopted
+                    && match st.upsert_field {
+                        Some(_) => !st.company_sent,
+                        None => st.lead_id.is_none(),
+                    };
+                if let ([id], true, DuplicatePolicy::Adopt) =
+                    (matches.as_slice(), creating, st.on_duplicate)
+                {
+                    st.notes.push(format!(
+                        "adopted the existing Lead {id}, which the org's duplicate rule matched"
+                    ));
+                    st.lead_id = Some(id.clone());
+                    st.adopted = true;
+                    return None;
+                }
+                let rule = rule.map(|r| format!(" by {r}")).unwrap_or_default();
+                let kind = match allow_save {
+                    Some(false) => "blocked",
+                    _ => "reported",
+                };
+                let ids = if matches.is_empty() {
+                    "not named".to_string()
+                } else {
+                    matches.join(", ")
+                };
+                return Some(Attempt::Failed(Failure::Permanent {
+                    code: codes::DUPLICATES_DETECTED.into(),
+                    message: format!("{message} ({kind}{rule}; matched Leads: {ids})"),
+                }));
+            }
             Failure::RejectedFields {
                 fields,
                 code,
@@ -333,6 +393,11 @@ struct Mending<'a> {
     lead_id: Option<String>,
     company_sent: bool,
     describe: Arc<crate::salesforce::LeadDescribe>,
+    on_duplicate: DuplicatePolicy,
+    /// The client was linked to a Lead the duplicate rule matched.
+    adopted: bool,
+    /// A duplicate answer without its matches was asked again alone.
+    asked_alone: bool,
 }
 
 /// The body without `field` (an upsert's body must not carry its key).

@@ -311,3 +311,118 @@ async fn the_limit_header_has_the_documented_parts() {
         "api-usage=25/5000; per-app-api-usage=1/250(appName=leadbridge)"
     );
 }
+
+#[tokio::test]
+async fn the_assignment_rule_runs_unless_the_request_says_sforce_auto_assign_false() {
+    let emu = Emulator::start(OrgConfig {
+        assignment_owner: Some("00Gxx0000000QueAAA".into()),
+        ..OrgConfig::default()
+    })
+    .await;
+    let t = token(&emu).await;
+    let create = |assign: Option<&str>| {
+        let mut req = rest(&emu, reqwest::Method::POST, "sobjects/Lead/", &t)
+            .json(&json!({"LastName": "D", "Company": "C"}));
+        if let Some(v) = assign {
+            req = req.header("Sforce-Auto-Assign", v);
+        }
+        req.send()
+    };
+    let id_of = |v: Value| v["id"].as_str().unwrap().to_string();
+    let by_default = id_of(create(None).await.unwrap().json().await.unwrap());
+    let kept = id_of(create(Some("false")).await.unwrap().json().await.unwrap());
+    assert_eq!(
+        emu.lead(&by_default).unwrap()["OwnerId"],
+        "00Gxx0000000QueAAA"
+    );
+    assert_eq!(
+        emu.lead(&kept).unwrap()["OwnerId"],
+        crate::emulator::RUN_AS_USER
+    );
+    // It runs on updates too, unless told not to.
+    emu.set_owner(&by_default, "005xx00000RepAAA");
+    let update = |assign: Option<&str>| {
+        let mut req = rest(
+            &emu,
+            reqwest::Method::PATCH,
+            &format!("sobjects/Lead/{by_default}"),
+            &t,
+        )
+        .json(&json!({"City": "X"}));
+        if let Some(v) = assign {
+            req = req.header("Sforce-Auto-Assign", v);
+        }
+        req.send()
+    };
+    assert_eq!(update(Some("FALSE")).await.unwrap().status(), 204);
+    assert_eq!(
+        emu.lead(&by_default).unwrap()["OwnerId"],
+        "005xx00000RepAAA"
+    );
+    assert_eq!(update(None).await.unwrap().status(), 204);
+    assert_eq!(
+        emu.lead(&by_default).unwrap()["OwnerId"],
+        "00Gxx0000000QueAAA"
+    );
+    let res = create(Some("sometimes")).await.unwrap();
+    assert_eq!(res.status(), 400);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body[0]["errorCode"], "MALFORMED_ID");
+}
+
+#[tokio::test]
+async fn duplicate_rules_answer_duplicates_detected_with_the_matches() {
+    use crate::emulator::DuplicateAction;
+    for action in [DuplicateAction::Alert, DuplicateAction::Block] {
+        let emu = Emulator::start(OrgConfig {
+            duplicate_rule: Some(action),
+            ..OrgConfig::default()
+        })
+        .await;
+        let existing =
+            emu.insert_lead(json!({"LastName": "Doe", "Company": "CSV", "Email": "Jane@X.io"}));
+        let t = token(&emu).await;
+        let save = |version: &str, allow: bool| {
+            let mut req = reqwest::Client::new()
+                .post(format!(
+                    "{}/services/data/{version}/sobjects/Lead/",
+                    emu.base
+                ))
+                .bearer_auth(&t)
+                .json(&json!({"LastName": "Doe", "Company": "C", "Email": "jane@x.io"}));
+            if allow {
+                req = req.header("Sforce-Duplicate-Rule-Header", "allowSave=true");
+            }
+            req.send()
+        };
+        let res = save("v62.0", false).await.unwrap();
+        assert_eq!(res.status(), 400);
+        let body: Value = res.json().await.unwrap();
+        let e = &body[0];
+        assert_eq!(e["errorCode"], "DUPLICATES_DETECTED");
+        let d = &e["duplicateResult"];
+        assert_eq!(d["allowSave"], action == DuplicateAction::Alert);
+        assert_eq!(d["duplicateRule"], "Standard_Lead_Duplicate_Rule");
+        assert_eq!(
+            d["matchResults"][0]["matchRecords"][0]["record"]["Id"],
+            existing.as_str()
+        );
+        // allowSave passes an alert rule, from v52.0 only; never a block rule.
+        let passed = save("v62.0", true).await.unwrap().status() == 201;
+        assert_eq!(passed, action == DuplicateAction::Alert, "{action:?}");
+        assert_eq!(save("v51.0", true).await.unwrap().status(), 400);
+        // In a collection the record fails alone, with a statusCode and no details.
+        let res = rest(&emu, reqwest::Method::POST, "composite/sobjects", &t)
+            .json(&json!({"allOrNone": false, "records": [
+                {"attributes": {"type": "Lead"}, "LastName": "A", "Company": "C", "Email": "jane@x.io"},
+                {"attributes": {"type": "Lead"}, "LastName": "B", "Company": "C", "Email": "b@x.io"},
+            ]}))
+            .send()
+            .await
+            .unwrap();
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body[0]["errors"][0]["statusCode"], "DUPLICATES_DETECTED");
+        assert!(body[0]["errors"][0].get("duplicateResult").is_none());
+        assert_eq!(body[1]["success"], true);
+    }
+}

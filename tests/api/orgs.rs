@@ -4,7 +4,7 @@
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::emulator::{Emulator, Fault, OrgConfig};
+use crate::emulator::{DuplicateAction, Emulator, Fault, OrgConfig};
 use crate::helpers::{spawn_with_org, TestApp};
 
 fn client(id: impl Into<Value>, data: Value) -> Value {
@@ -126,7 +126,6 @@ async fn locks_met_by_triggers_and_flows_and_maintenance_are_retried_not_dead() 
     }
 }
 
-#[allow(dead_code)]
 async fn get(app: &TestApp, path: &str) -> Value {
     app.admin(Method::GET, path)
         .send()
@@ -135,4 +134,237 @@ async fn get(app: &TestApp, path: &str) -> Value {
         .json()
         .await
         .unwrap()
+}
+
+const QUEUE: &str = "00Gxx0000000QueAAA";
+const REP: &str = "005xx00000RepAAA";
+
+fn org_with_assignment() -> OrgConfig {
+    OrgConfig {
+        assignment_owner: Some(QUEUE.into()),
+        ..OrgConfig::default()
+    }
+}
+
+/// The Lead of client `id`.
+async fn lead_of(app: &TestApp, emu: &Emulator, id: &str) -> serde_json::Map<String, Value> {
+    let s = app.client_state("acme", id).await;
+    assert_eq!(s["state"], "synced", "{s}");
+    emu.lead(s["leadId"].as_str().unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn the_assignment_rule_runs_on_the_first_create_and_never_on_updates() {
+    for extra in [json!({}), json!({"externalIdField": "B2C_Client_Id__c"})] {
+        let (app, emu) = spawn_with_org(org_with_assignment()).await;
+        let secret = app.connect(&emu, "acme", extra.clone()).await;
+        // One client alone (a single-record call), then two (a collections call).
+        accepted(&app, &secret, &client(1, json!({"email": "a@x.io"}))).await;
+        app.sync().await;
+        accepted(&app, &secret, &client(2, json!({"email": "b@x.io"}))).await;
+        accepted(&app, &secret, &client(3, json!({"email": "c@x.io"}))).await;
+        app.sync().await;
+        for id in ["1", "2", "3"] {
+            let lead = lead_of(&app, &emu, id).await;
+            assert_eq!(
+                lead["OwnerId"], QUEUE,
+                "{extra}: the rule assigned the new Lead"
+            );
+            emu.set_owner(lead["Id"].as_str().unwrap(), REP);
+        }
+        // Updates, alone and batched, keep the rep as the owner.
+        accepted(&app, &secret, &client(1, json!({"email": "a2@x.io"}))).await;
+        app.sync().await;
+        accepted(&app, &secret, &client(2, json!({"email": "b2@x.io"}))).await;
+        accepted(&app, &secret, &client(3, json!({"email": "c2@x.io"}))).await;
+        app.sync().await;
+        for (id, email) in [("1", "a2@x.io"), ("2", "b2@x.io"), ("3", "c2@x.io")] {
+            let lead = lead_of(&app, &emu, id).await;
+            assert_eq!(lead["Email"], email);
+            assert_eq!(
+                lead["OwnerId"], REP,
+                "{extra}: an update took the Lead from its rep"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn with_assignment_off_new_leads_keep_the_integration_user() {
+    let (app, emu) = spawn_with_org(org_with_assignment()).await;
+    let secret = app
+        .connect(&emu, "acme", json!({"assignOnCreate": false}))
+        .await;
+    assert_eq!(
+        get(&app, "/v1/connections/acme").await["assignOnCreate"],
+        false
+    );
+    accepted(&app, &secret, &client(1, json!({"email": "a@x.io"}))).await;
+    app.sync().await;
+    let lead = lead_of(&app, &emu, "1").await;
+    assert_eq!(lead["OwnerId"], crate::emulator::RUN_AS_USER);
+}
+
+fn org_with_duplicates(action: DuplicateAction) -> OrgConfig {
+    OrgConfig {
+        duplicate_rule: Some(action),
+        ..OrgConfig::default()
+    }
+}
+
+/// A Lead that was in the org before leadbridge (a CSV import).
+fn imported(emu: &Emulator, email: &str) -> String {
+    emu.insert_lead(
+        json!({"FirstName": "Jane", "LastName": "Doe", "Company": "Imported Ltd",
+        "Email": email}),
+    )
+}
+
+#[tokio::test]
+async fn by_default_a_duplicate_is_created_past_an_alert_rule() {
+    let (app, emu) = spawn_with_org(org_with_duplicates(DuplicateAction::Alert)).await;
+    assert_eq!(
+        app.create_connection(json!({"name": "probe"})).await["onDuplicate"],
+        "create"
+    );
+    imported(&emu, "jane@x.io");
+    imported(&emu, "john@x.io");
+    let secret = app.connect(&emu, "acme", json!({})).await;
+    accepted(&app, &secret, &client(1, json!({"email": "jane@x.io"}))).await;
+    app.sync().await;
+    accepted(&app, &secret, &client(2, json!({"email": "JOHN@x.io"}))).await;
+    accepted(&app, &secret, &client(3, json!({"email": "jane@x.io"}))).await;
+    app.sync().await;
+    for id in ["1", "2", "3"] {
+        lead_of(&app, &emu, id).await;
+    }
+    assert_eq!(emu.lead_count(), 5);
+}
+
+#[tokio::test]
+async fn a_block_rule_makes_the_client_dead_with_the_matched_leads_and_is_not_retried() {
+    let (app, emu) = spawn_with_org(org_with_duplicates(DuplicateAction::Block)).await;
+    let jane = imported(&emu, "jane@x.io");
+    let secret = app.connect(&emu, "acme", json!({})).await;
+    accepted(&app, &secret, &client(1, json!({"email": "jane@x.io"}))).await;
+    accepted(&app, &secret, &client(2, json!({"email": "other@x.io"}))).await;
+    app.sync().await;
+    let s = app.client_state("acme", "1").await;
+    assert_eq!(s["state"], "dead", "{s}");
+    assert_eq!(s["lastError"]["code"], "DUPLICATES_DETECTED");
+    let message = s["lastError"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&jane) && message.contains("blocked"),
+        "{message}"
+    );
+    assert!(
+        message.contains("Standard_Lead_Duplicate_Rule"),
+        "{message}"
+    );
+    lead_of(&app, &emu, "2").await;
+    // The batch, then client 1 alone to learn the matches; then nothing more.
+    let calls = emu.calls().len();
+    app.clock.advance(chrono::Duration::hours(1));
+    app.sync().await;
+    assert_eq!(
+        emu.calls().len(),
+        calls,
+        "a blocked duplicate is not retried"
+    );
+}
+
+#[tokio::test]
+async fn report_makes_a_matched_client_dead_with_the_matched_leads() {
+    let (app, emu) = spawn_with_org(org_with_duplicates(DuplicateAction::Alert)).await;
+    let jane = imported(&emu, "jane@x.io");
+    let secret = app
+        .connect(&emu, "acme", json!({"onDuplicate": "report"}))
+        .await;
+    accepted(&app, &secret, &client(1, json!({"email": "jane@x.io"}))).await;
+    app.sync().await;
+    let s = app.client_state("acme", "1").await;
+    assert_eq!(s["state"], "dead", "{s}");
+    assert_eq!(s["lastError"]["code"], "DUPLICATES_DETECTED");
+    assert!(s["lastError"]["message"].as_str().unwrap().contains(&jane));
+    assert_eq!(emu.lead_count(), 1);
+}
+
+#[tokio::test]
+async fn adopt_links_a_backfilled_client_to_the_imported_lead_and_keeps_it_current() {
+    for extra in [
+        json!({"onDuplicate": "adopt"}),
+        json!({"onDuplicate": "adopt", "externalIdField": "B2C_Client_Id__c"}),
+    ] {
+        let (app, emu) = spawn_with_org(org_with_duplicates(DuplicateAction::Alert)).await;
+        let jane = imported(&emu, "jane@x.io");
+        let john = imported(&emu, "john@x.io");
+        let secret = app.connect(&emu, "acme", extra.clone()).await;
+        // Onboarding: the backfill names clients the org already has.
+        let lines = [
+            json!({"clientId": 1, "email": "jane@x.io", "info": {"lastName": "Doe"},
+                "phones": [{"number": "+35799000001", "confirmed": true}]}),
+            json!({"clientId": 2, "email": "john@x.io", "info": {"lastName": "Doe"}}),
+            json!({"clientId": 3, "email": "new@x.io", "info": {"lastName": "New"}}),
+        ];
+        let body: Vec<String> = lines.iter().map(Value::to_string).collect();
+        let res = app
+            .admin(Method::POST, "/v1/connections/acme/backfill")
+            .header("content-type", "application/x-ndjson")
+            .body(body.join("\n"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 202);
+        app.sync().await;
+        assert_eq!(
+            emu.lead_count(),
+            3,
+            "{extra}: no second Lead for imported clients"
+        );
+        for (id, lead_id) in [("1", &jane), ("2", &john)] {
+            let s = app.client_state("acme", id).await;
+            assert_eq!(s["leadId"], lead_id.as_str(), "{extra}: {s}");
+            let warned = s["warnings"].as_array().unwrap().iter().any(|w| {
+                w.as_str()
+                    .unwrap()
+                    .contains(&format!("adopted the existing Lead {lead_id}"))
+            });
+            assert!(warned, "{s}");
+            let lead = emu.lead(lead_id).unwrap();
+            assert_eq!(
+                lead["Company"], "Imported Ltd",
+                "adoption does not overwrite Company"
+            );
+        }
+        assert_eq!(emu.lead(&jane).unwrap()["Phone"], "+35799000001");
+        // Later webhooks update the adopted Lead.
+        accepted(&app, &secret, &client(1, json!({"email": "jane.doe@x.io"}))).await;
+        app.sync().await;
+        assert_eq!(
+            emu.lead(&jane).unwrap()["Email"],
+            "jane.doe@x.io",
+            "{extra}"
+        );
+        assert_eq!(emu.lead_count(), 3);
+        if extra.get("externalIdField").is_some() {
+            assert_eq!(emu.lead(&jane).unwrap()["B2C_Client_Id__c"], "1");
+        }
+    }
+}
+
+#[tokio::test]
+async fn adopt_with_several_matches_reports_them_instead_of_guessing() {
+    let (app, emu) = spawn_with_org(org_with_duplicates(DuplicateAction::Alert)).await;
+    let a = imported(&emu, "jane@x.io");
+    let b = imported(&emu, "JANE@x.io");
+    let secret = app
+        .connect(&emu, "acme", json!({"onDuplicate": "adopt"}))
+        .await;
+    accepted(&app, &secret, &client(1, json!({"email": "jane@x.io"}))).await;
+    app.sync().await;
+    let s = app.client_state("acme", "1").await;
+    assert_eq!(s["state"], "dead", "{s}");
+    let message = s["lastError"]["message"].as_str().unwrap();
+    assert!(message.contains(&a) && message.contains(&b), "{message}");
+    assert_eq!(emu.lead_count(), 2);
 }

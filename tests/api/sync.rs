@@ -150,7 +150,10 @@ async fn the_token_is_fetched_once_for_100_concurrent_writes() {
         body.insert("LastName".into(), json!(format!("L{i}")));
         body.insert("Company".into(), json!("Acme"));
         let (sf, creds) = (&sf, &creds);
-        async move { sf.create(creds, &body).await }
+        async move {
+            sf.create(creds, &body, leadbridge::salesforce::SaveOptions::UPDATE)
+                .await
+        }
     });
     let results = futures_util::future::join_all(writes).await;
     assert!(results.iter().all(Result::is_ok), "{results:?}");

@@ -41,12 +41,91 @@ pub struct OrgConfig {
     /// call of more than this many records hits the governor limit, and every
     /// record of it fails with `CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY`.
     pub trigger_limit: Option<usize>,
+    /// The active Lead assignment rule: every Lead it runs on goes to this
+    /// owner (a queue). It runs on creates and updates unless the request
+    /// says `Sforce-Auto-Assign: FALSE`, as Salesforce's REST API does.
+    pub assignment_owner: Option<String>,
+    /// The active duplicate rule on Lead (the Standard Lead Duplicate Rule is
+    /// `Alert`), run on create and edit. Its matching rule, simplified from
+    /// the Standard Lead Matching Rule: the same Email (any case), or the same
+    /// first and last name with the same Phone.
+    pub duplicate_rule: Option<DuplicateAction>,
     /// A quota of the External Client App's own (API limit app quotas): the
     /// limit header then carries `per-app-api-usage` after `api-usage`.
     pub app_quota: Option<u64>,
     /// Validation rules: each requires a Lead field to be non-blank, as an
     /// admin's rule `ISBLANK(field)` does, failing the save with its message.
     pub validation_rules: Vec<ValidationRule>,
+}
+
+/// What a duplicate rule does on a match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DuplicateAction {
+    /// "Allow, with alert": the API save fails unless it sends
+    /// `Sforce-Duplicate-Rule-Header: allowSave=true` (v52.0+).
+    Alert,
+    /// "Block": the save fails whatever the request says.
+    Block,
+}
+
+/// The owner of a Lead no assignment rule ran on: the app's run-as user.
+pub const RUN_AS_USER: &str = "005xx000001Sv6AAE";
+
+/// What the request's headers ask of a save.
+#[derive(Debug, Clone, Copy)]
+struct SaveCtx {
+    /// `Sforce-Auto-Assign` (TRUE when absent).
+    auto_assign: bool,
+    /// `Sforce-Duplicate-Rule-Header: allowSave=true`, on v52.0 or later.
+    allow_save: bool,
+}
+
+impl Default for SaveCtx {
+    fn default() -> Self {
+        Self {
+            auto_assign: true,
+            allow_save: false,
+        }
+    }
+}
+
+/// The save context of a request, or the 400 its headers earn.
+fn save_ctx(req: &HttpRequest, version: &str) -> Result<SaveCtx, Box<HttpResponse>> {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let auto_assign = match header("sforce-auto-assign").map(str::trim) {
+        None => true,
+        Some(v) if v.eq_ignore_ascii_case("true") => true,
+        Some(v) if v.eq_ignore_ascii_case("false") => false,
+        // An AssignmentRule Id runs that rule.
+        Some(v) if v.starts_with("01Q") && (v.len() == 15 || v.len() == 18) => true,
+        Some(v) => {
+            return Err(Box::new(error(
+                StatusCode::BAD_REQUEST,
+                "MALFORMED_ID",
+                &format!("Sforce-Auto-Assign: invalid id or value: {v}"),
+                &[],
+            )))
+        }
+    };
+    let major: u32 = version
+        .trim_start_matches('v')
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    // Before v52.0 the REST API does not know the header.
+    let allow_save = major >= 52
+        && header("sforce-duplicate-rule-header").is_some_and(|v| {
+            v.split(';').any(|p| {
+                p.split_once('=').is_some_and(|(k, v)| {
+                    k.trim() == "allowSave" && v.trim().eq_ignore_ascii_case("true")
+                })
+            })
+        });
+    Ok(SaveCtx {
+        auto_assign,
+        allow_save,
+    })
 }
 
 /// A validation rule of the org: saving a Lead whose `field` is blank fails
@@ -74,6 +153,8 @@ impl Default for OrgConfig {
             external_ids: vec!["B2C_Client_Id__c".into()],
             daily_max: 100_000,
             app_quota: None,
+            assignment_owner: None,
+            duplicate_rule: None,
             trigger_limit: None,
             validation_rules: vec![],
         }
@@ -146,6 +227,8 @@ pub struct Org {
     pub instance_url: Option<String>,
     pub latency: Duration,
     in_flight: HashMap<String, u32>,
+    /// The headers of the request being served (set under the lock).
+    ctx: SaveCtx,
     pub max_in_flight_per_lead: u32,
     next_id: u64,
 }
@@ -269,6 +352,28 @@ impl Emulator {
     }
 
     /// A user converts the Lead.
+    /// A rep takes the Lead (changes its owner in Salesforce).
+    pub fn set_owner(&self, id: &str, owner: &str) {
+        self.with(|o| {
+            if let Some(l) = o.leads.get_mut(id) {
+                l.insert("OwnerId".into(), Value::String(owner.into()));
+            }
+        });
+    }
+
+    /// Puts a Lead in the org as a user or an import would (no rules run).
+    pub fn insert_lead(&self, fields: Value) -> String {
+        self.with(|o| {
+            let id = o.new_id();
+            let mut record = fields.as_object().cloned().unwrap_or_default();
+            record.insert("Id".into(), Value::String(id.clone()));
+            record.insert("IsConverted".into(), Value::Bool(false));
+            record.insert("OwnerId".into(), Value::String(RUN_AS_USER.into()));
+            o.store_lead(&id, record);
+            id
+        })
+    }
+
     pub fn convert_lead(&self, id: &str) {
         self.with(|o| {
             o.leads
@@ -401,6 +506,7 @@ fn describe(cfg: &OrgConfig) -> Vec<Value> {
         text("PostalCode", "string", 20),
         text("Country", "string", 80),
         json!({"name": "IsConverted", "type": "boolean", "length": 0, "createable": false, "updateable": false, "nillable": false, "externalId": false}),
+        json!({"name": "OwnerId", "type": "reference", "length": 18, "createable": true, "updateable": true, "nillable": false, "externalId": false}),
     ];
     if cfg.middle_name {
         fields.push(text("MiddleName", "string", 40));
@@ -435,6 +541,7 @@ fn label_of(name: &str) -> String {
         "CountryCode" => return "Country Code".into(),
         "State" => return "State/Province".into(),
         "IsConverted" => return "Converted".into(),
+        "OwnerId" => return "Owner ID".into(),
         _ => {}
     }
     if let Some(custom) = name.strip_suffix("__c") {
@@ -462,6 +569,8 @@ struct RecErr {
     code: &'static str,
     message: String,
     fields: Vec<String>,
+    /// A duplicate rule's `duplicateResult` (single-record answers only).
+    duplicate_result: Option<Value>,
 }
 
 impl RecErr {
@@ -470,10 +579,15 @@ impl RecErr {
             code,
             message: message.into(),
             fields: fields.iter().map(|f| f.to_string()).collect(),
+            duplicate_result: None,
         }
     }
     fn single(&self) -> Value {
-        json!({"message": self.message, "errorCode": self.code, "fields": self.fields})
+        let mut v = json!({"message": self.message, "errorCode": self.code, "fields": self.fields});
+        if let Some(d) = &self.duplicate_result {
+            v["duplicateResult"] = d.clone();
+        }
+        v
     }
     fn composite(&self) -> Value {
         json!({"statusCode": self.code, "message": self.message, "fields": self.fields})
@@ -664,6 +778,12 @@ impl Org {
             }
         }
         let mut record = validate(&self.cfg, body, None, true)?;
+        self.check_duplicates(&record, None)?;
+        let owner = match (&self.cfg.assignment_owner, self.ctx.auto_assign) {
+            (Some(queue), true) => queue.clone(),
+            _ => RUN_AS_USER.to_string(),
+        };
+        record.insert("OwnerId".into(), Value::String(owner));
         let id = self.new_id();
         record.insert("Id".into(), Value::String(id.clone()));
         record.insert("IsConverted".into(), Value::Bool(false));
@@ -698,10 +818,78 @@ impl Org {
                 )],
             ));
         }
-        let record = validate(&self.cfg, body, self.leads.get(id), false)
+        let mut record = validate(&self.cfg, body, self.leads.get(id), false)
             .map_err(|e| (StatusCode::BAD_REQUEST, e))?;
+        self.check_duplicates(&record, Some(id))
+            .map_err(|e| (StatusCode::BAD_REQUEST, e))?;
+        if let (Some(queue), true) = (&self.cfg.assignment_owner, self.ctx.auto_assign) {
+            // The assignment rule runs on updates too: the rep loses the Lead.
+            record.insert("OwnerId".into(), Value::String(queue.clone()));
+        }
         self.store_lead(id, record);
         Ok(())
+    }
+
+    /// The duplicate rule's verdict on saving `record` (as `id`, when it exists).
+    fn check_duplicates(
+        &self,
+        record: &Map<String, Value>,
+        id: Option<&str>,
+    ) -> Result<(), Vec<RecErr>> {
+        let Some(action) = self.cfg.duplicate_rule else {
+            return Ok(());
+        };
+        if action == DuplicateAction::Alert && self.ctx.allow_save {
+            return Ok(());
+        }
+        let text = |r: &Map<String, Value>, f: &str| {
+            r.get(f)
+                .and_then(Value::as_str)
+                .map(|v| v.trim().to_lowercase())
+                .filter(|v| !v.is_empty())
+        };
+        let same = |a: &Map<String, Value>, b: &Map<String, Value>, f: &str| {
+            text(a, f).is_some() && text(a, f) == text(b, f)
+        };
+        let matched: Vec<&String> = self
+            .leads
+            .iter()
+            .filter(|(other, lead)| {
+                Some(other.as_str()) != id
+                    && !self.deleted.contains(*other)
+                    && lead.get("IsConverted") != Some(&Value::Bool(true))
+                    && (same(record, lead, "Email")
+                        || (same(record, lead, "FirstName")
+                            && same(record, lead, "LastName")
+                            && same(record, lead, "Phone")))
+            })
+            .map(|(other, _)| other)
+            .collect();
+        if matched.is_empty() {
+            return Ok(());
+        }
+        let message = match action {
+            DuplicateAction::Alert => "Use one of these records?",
+            DuplicateAction::Block => {
+                "You're creating a duplicate record. We recommend you use an existing record instead."
+            }
+        };
+        let records: Vec<Value> = matched
+            .iter()
+            .map(|m| json!({"additionalInformation": [], "fieldDiffs": [], "matchConfidence": 100.0,
+                "record": {"attributes": {"type": "Lead", "url": format!("/services/data/v62.0/sobjects/Lead/{m}")}, "Id": m}}))
+            .collect();
+        let mut err = RecErr::new("DUPLICATES_DETECTED", message, &[]);
+        err.duplicate_result = Some(json!({
+            "allowSave": action == DuplicateAction::Alert,
+            "duplicateRule": "Standard_Lead_Duplicate_Rule",
+            "duplicateRuleEntityType": "Lead",
+            "errorMessage": message,
+            "matchResults": [{"entityType": "Lead", "errors": [], "matchEngine": "FuzzyMatchEngine",
+                "matchRecords": records, "rule": "Standard_Lead_Match_Rule_v1_0",
+                "size": matched.len(), "success": true}],
+        }));
+        Err(vec![err])
     }
 
     /// Upsert by an external id: Ok((id, created)).
@@ -918,7 +1106,11 @@ async fn rest(
         .map(|k| InFlight::enter(&s.org, k))
         .collect();
     tokio::time::sleep(latency).await;
-    let mut res = route(&s.org, &method, &tail, parsed);
+    let ctx = match save_ctx(&req, &version) {
+        Ok(ctx) => ctx,
+        Err(res) => return *res,
+    };
+    let mut res = route(&s.org, &method, &tail, parsed, ctx);
     res.headers_mut().insert(
         actix_web::http::header::HeaderName::from_static("sforce-limit-info"),
         actix_web::http::header::HeaderValue::from_str(&usage).unwrap(),
@@ -955,7 +1147,13 @@ fn lead_keys(method: &str, tail: &str, body: Option<&Value>) -> Vec<String> {
     }
 }
 
-fn route(org: &Arc<Mutex<Org>>, method: &str, tail: &str, body: Option<Value>) -> HttpResponse {
+fn route(
+    org: &Arc<Mutex<Org>>,
+    method: &str,
+    tail: &str,
+    body: Option<Value>,
+    ctx: SaveCtx,
+) -> HttpResponse {
     let parts: Vec<String> = tail
         .trim_end_matches('/')
         .split('/')
@@ -968,6 +1166,7 @@ fn route(org: &Arc<Mutex<Org>>, method: &str, tail: &str, body: Option<Value>) -
         .collect();
     let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
     let mut o = org.lock().unwrap();
+    o.ctx = ctx;
     let need_body = || {
         error(
             StatusCode::BAD_REQUEST,
