@@ -32,6 +32,12 @@
     { key: 'apiVersion', label: 'API version', hint: 'For example v62.0.' },
     { key: 'signatureScheme', label: 'Signature scheme', options: ['standard-webhooks', 'hmac-sha256-hex'] },
     { key: 'signatureHeader', label: 'Signature header', hint: 'hmac-sha256-hex only; X-Signature when empty.' },
+    { key: 'onDuplicate', label: 'When a duplicate rule matches a new Lead', options: ['create', 'adopt', 'report'], hint: 'create: a Lead per client anyway; adopt: update the one matched Lead; report: the client is dead with the matched Ids.' },
+  ];
+  // Yes/no settings, shown as checkboxes.
+  const FLAGS = [
+    { key: 'assignOnCreate', label: 'Run the org\'s assignment rule on new Leads (never on updates)', initial: true },
+    { key: 'enabled', label: 'Enabled', initial: false },
   ];
   const MAPPING = [
     { key: 'status', label: 'Status', source: 'status.name' },
@@ -342,10 +348,12 @@
       MAPPING.map((m) => field(`f-fieldMapping.${m.key}`, `${m.label} (${m.source}) →`,
         leadFieldControl(leadFields, conn && conn.fieldMapping[m.key]))));
     out.push(mapping);
-    out.push(h('div', { class: 'field check' },
-      h('input', { type: 'checkbox', id: 'f-enabled', checked: conn ? conn.enabled : false, 'aria-describedby': 'f-enabled-error' }),
-      h('label', { for: 'f-enabled' }, 'Enabled'),
-      h('p', { class: 'field-error', id: 'f-enabled-error' })));
+    for (const f of FLAGS) {
+      out.push(h('div', { class: 'field check' },
+        h('input', { type: 'checkbox', id: `f-${f.key}`, checked: conn ? conn[f.key] : f.initial, 'aria-describedby': `f-${f.key}-error` }),
+        h('label', { for: `f-${f.key}` }, f.label),
+        h('p', { class: 'field-error', id: `f-${f.key}-error` })));
+    }
     return out;
   }
 
@@ -374,8 +382,10 @@
       if (!conn ? v !== null : v !== (conn.fieldMapping[m.key] ?? null)) mapping[m.key] = v;
     }
     if (Object.keys(mapping).length) body.fieldMapping = mapping;
-    const enabled = form.querySelector('#f-enabled').checked;
-    if (!conn ? enabled : enabled !== conn.enabled) body.enabled = enabled;
+    for (const f of FLAGS) {
+      const on = form.querySelector(`[id="f-${f.key}"]`).checked;
+      if (!conn ? on !== f.initial : on !== conn[f.key]) body[f.key] = on;
+    }
     return body;
   }
 
@@ -495,6 +505,13 @@
       parts.push(h('dl', { class: 'summary' },
         h('dt', {}, 'MiddleName'), h('dd', {}, yesNo(r.middleName)),
         h('dt', {}, 'CountryCode (country picklists)'), h('dd', {}, yesNo(r.countryCode))));
+      const rules = r.orgRules;
+      parts.push(h('dl', { class: 'summary', id: 'org-rules' },
+        h('dt', {}, 'Duplicate-rule header (v52.0+)'), h('dd', {}, yesNo(rules.duplicateRuleHeader)),
+        h('dt', {}, 'On a duplicate'), h('dd', {}, rules.onDuplicate),
+        h('dt', {}, 'Assignment rule on new Leads'), h('dd', {}, yesNo(rules.assignOnCreate)),
+        h('dt', {}, 'StateCode (state picklists)'), h('dd', {}, yesNo(rules.stateCode))));
+      for (const w of rules.warnings) parts.push(note('error', w));
       if (r.fields.length) {
         parts.push(h('table', { id: 'field-checks' },
           h('thead', {}, h('tr', {}, ['Setting', 'Lead field', 'Exists', 'Writable', 'External ID'].map((t) => h('th', { scope: 'col' }, t)))),

@@ -10,9 +10,11 @@ use utoipa::ToSchema;
 
 use super::FieldError;
 use crate::crypto::MasterKey;
-use crate::domain::Connection;
+use crate::domain::{Connection, DuplicatePolicy};
 use crate::mapping::{self, Form, Known, Pending, Target};
-use crate::salesforce::{errors::oauth_hint, Credentials, Failure, Salesforce};
+use crate::salesforce::{
+    api_major, errors::oauth_hint, Credentials, Failure, Salesforce, DUPLICATE_HEADER_SINCE,
+};
 use crate::webhook::ClientEvent;
 
 /// Salesforce's last error for a client.
@@ -62,6 +64,44 @@ pub struct TestReport {
     pub middle_name: Option<bool>,
     /// Whether Lead has CountryCode (country picklists) here (null if unknown).
     pub country_code: Option<bool>,
+    /// What this connection asks of the org's own rules, and what it can see.
+    pub org_rules: OrgRulesCheck,
+}
+
+/// The connection's answers to the org's duplicate and assignment rules.
+#[derive(Debug, Default, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrgRulesCheck {
+    /// Whether `apiVersion` takes `Sforce-Duplicate-Rule-Header` (v52.0+): without
+    /// it an alert duplicate rule refuses matching clients even with `onDuplicate: create`.
+    pub duplicate_rule_header: bool,
+    pub on_duplicate: DuplicatePolicy,
+    /// Whether new Leads go through the org's assignment rule (updates never do).
+    pub assign_on_create: bool,
+    /// Whether Lead has StateCode (state and country picklists; null if unknown).
+    pub state_code: Option<bool>,
+    /// What may not work as configured, in plain words.
+    pub warnings: Vec<String>,
+}
+
+/// What the settings alone say about the org's rules.
+fn org_rules(conn: &Connection) -> OrgRulesCheck {
+    let header = api_major(&conn.api_version) >= DUPLICATE_HEADER_SINCE;
+    let mut warnings = Vec::new();
+    if !header && conn.on_duplicate == DuplicatePolicy::Create {
+        warnings.push(format!(
+            "apiVersion {} cannot send Sforce-Duplicate-Rule-Header (v52.0 or later is needed): \
+             an alert duplicate rule will refuse clients that match an existing Lead",
+            conn.api_version
+        ));
+    }
+    OrgRulesCheck {
+        duplicate_rule_header: header,
+        on_duplicate: conn.on_duplicate,
+        assign_on_create: conn.assign_on_create,
+        state_code: None,
+        warnings,
+    }
 }
 
 /// The Lead bodies a webhook would produce.
@@ -115,7 +155,10 @@ pub enum CheckError {
 /// Gets a fresh token (never a cached one) and describes Lead: whether the
 /// credentials work, and which configured fields exist and are writable.
 pub async fn test(salesforce: &Salesforce, conn: &Connection, creds: &Credentials) -> TestReport {
-    let mut report = TestReport::default();
+    let mut report = TestReport {
+        org_rules: org_rules(conn),
+        ..TestReport::default()
+    };
     let token = match salesforce.fresh_token(creds).await {
         Ok(t) => t,
         Err(f) => {
@@ -144,6 +187,7 @@ pub async fn test(salesforce: &Salesforce, conn: &Connection, creds: &Credential
             report.describe_ok = Some(true);
             report.middle_name = Some(d.fields.contains_key("MiddleName"));
             report.country_code = Some(d.fields.contains_key("CountryCode"));
+            report.org_rules.state_code = Some(d.fields.contains_key("StateCode"));
             let m = &conn.field_mapping;
             for (setting, field) in [
                 ("status", &m.status),

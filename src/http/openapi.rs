@@ -29,7 +29,7 @@ use super::{backfill, clients, connections, health, problem, webhooks};
         connections::RotatedSecret, connections::RevokedSecrets, connections::ConnectionSettings, connections::NewConnection,
         health::HealthStatus, clients::ClientView, clients::ClientPage, crate::connections::check::LastError,
         clients::Requeued, crate::connections::check::TestReport, crate::connections::check::CredentialsCheck, crate::connections::check::FieldCheck,
-        crate::connections::check::Preview, crate::connections::check::LeadFieldList, crate::connections::check::LeadFieldView,
+        crate::connections::check::Preview, crate::connections::check::LeadFieldList, crate::connections::check::OrgRulesCheck, crate::connections::check::LeadFieldView,
         connections::ClientCounts, backfill::JobView, backfill::JobList, crate::domain::Rejection,
     )),
     modifiers(&AdminToken),

@@ -368,3 +368,82 @@ async fn adopt_with_several_matches_reports_them_instead_of_guessing() {
     assert!(message.contains(&a) && message.contains(&b), "{message}");
     assert_eq!(emu.lead_count(), 2);
 }
+
+#[tokio::test]
+async fn the_test_report_says_what_the_org_rules_settings_can_do() {
+    let (app, emu) = spawn_with_org(OrgConfig {
+        country_picklists: true,
+        ..OrgConfig::default()
+    })
+    .await;
+    app.connect(
+        &emu,
+        "acme",
+        json!({"apiVersion": "v51.0", "assignOnCreate": false}),
+    )
+    .await;
+    let test = |name: &'static str| {
+        let app = &app;
+        async move {
+            let res = app
+                .admin(Method::POST, &format!("/v1/connections/{name}/test"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200);
+            res.json::<Value>().await.unwrap()
+        }
+    };
+    let old = test("acme").await["orgRules"].clone();
+    assert_eq!(old["duplicateRuleHeader"], false);
+    assert_eq!(old["onDuplicate"], "create");
+    assert_eq!(old["assignOnCreate"], false);
+    assert_eq!(old["stateCode"], true);
+    assert!(
+        old["warnings"][0].as_str().unwrap().contains("v52.0"),
+        "{old}"
+    );
+    let res = app
+        .admin(Method::PATCH, "/v1/connections/acme")
+        .json(&json!({"apiVersion": "v62.0", "onDuplicate": "adopt"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let new = test("acme").await["orgRules"].clone();
+    assert_eq!(new["duplicateRuleHeader"], true);
+    assert_eq!(new["onDuplicate"], "adopt");
+    assert_eq!(new["warnings"], json!([]));
+}
+
+#[tokio::test]
+async fn bad_org_rule_settings_are_refused_by_name() {
+    let (app, _emu) = spawn_with_org(OrgConfig::default()).await;
+    app.connection("acme").await;
+    let res = app
+        .admin(Method::PATCH, "/v1/connections/acme")
+        .json(&json!({"onDuplicate": "merge", "assignOnCreate": "yes"}))
+        .send()
+        .await
+        .unwrap();
+    let body = crate::helpers::assert_problem(res, 422, "validation_failed").await;
+    let fields: Vec<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["assignOnCreate", "onDuplicate"]);
+    // null puts the defaults back.
+    let res = app
+        .admin(Method::PATCH, "/v1/connections/acme")
+        .json(&json!({"onDuplicate": null, "assignOnCreate": null}))
+        .send()
+        .await
+        .unwrap();
+    let conn: Value = res.json().await.unwrap();
+    assert_eq!(
+        (conn["onDuplicate"].clone(), conn["assignOnCreate"].clone()),
+        (json!("create"), json!(true))
+    );
+}
