@@ -39,6 +39,7 @@ pub mod codes {
     pub const BAD_COLLECTION_ANSWER: &str = "BAD_COLLECTION_ANSWER";
     pub const BAD_DESCRIBE_ANSWER: &str = "BAD_DESCRIBE_ANSWER";
     pub const BAD_SAVE_ANSWER: &str = "BAD_SAVE_ANSWER";
+    pub const BAD_QUERY_ANSWER: &str = "BAD_QUERY_ANSWER";
     pub const UNKNOWN: &str = "UNKNOWN";
     pub const BAD_INSTANCE_URL: &str = "BAD_INSTANCE_URL";
 }
@@ -51,6 +52,8 @@ pub enum Op {
     Create,
     Update,
     Upsert,
+    /// `queryAll`: where a merged Lead went.
+    Query,
 }
 
 /// A failed Salesforce call, by what the caller should do about it.

@@ -494,6 +494,43 @@ impl Salesforce {
             .collect())
     }
 
+    /// The Lead that `id` was merged into, if it was merged away; None when it
+    /// was deleted (or is gone from the recycle bin). `queryAll` sees deleted
+    /// records, which `query` does not. One API call.
+    pub async fn merged_into(&self, c: &Credentials, id: &str) -> Result<Option<String>, Failure> {
+        // Ids are 15 or 18 letters and digits: nothing else reaches the SOQL.
+        if !(id.len() == 15 || id.len() == 18) || !id.chars().all(|ch| ch.is_ascii_alphanumeric()) {
+            return Ok(None);
+        }
+        let soql = format!("SELECT Id, IsDeleted, MasterRecordId FROM Lead WHERE Id = '{id}'");
+        let path = format!("queryAll/?q={}", urlencode(&soql));
+        let (_, bytes) = self
+            .send(c, Op::Query, Method::GET, &path, None, None)
+            .await?;
+        #[derive(Deserialize)]
+        struct Answer {
+            records: Vec<Row>,
+        }
+        #[derive(Deserialize)]
+        struct Row {
+            #[serde(rename = "IsDeleted")]
+            is_deleted: bool,
+            #[serde(rename = "MasterRecordId")]
+            master_record_id: Option<String>,
+        }
+        let answer: Answer = serde_json::from_slice(&bytes).map_err(|e| {
+            Failure::transient(
+                errors::codes::BAD_QUERY_ANSWER,
+                format!("unreadable query answer: {e}"),
+            )
+        })?;
+        Ok(answer
+            .records
+            .into_iter()
+            .find(|r| r.is_deleted)
+            .and_then(|r| r.master_record_id))
+    }
+
     /// `POST sobjects/Lead/` → 201 with the new id.
     pub async fn create(
         &self,
@@ -662,6 +699,7 @@ fn op_name(op: Op) -> &'static str {
         Op::Create => "create",
         Op::Update => "update",
         Op::Upsert => "upsert",
+        Op::Query => "query",
     }
 }
 

@@ -297,19 +297,33 @@ impl Worker {
     ) -> Option<Attempt> {
         match failure {
             Failure::Deleted { .. } if st.upsert_field.is_none() && st.lead_id.is_some() => {
-                st.notes
-                    .push("the Lead had been deleted in Salesforce; it was created again".into());
-                st.lead_id = None;
+                if let Err(f) = self.follow_merge(creds, st).await {
+                    return Some(Attempt::Failed(f));
+                }
+                if st.lead_id.is_none() {
+                    st.notes.push(
+                        "the Lead had been deleted in Salesforce; it was created again".into(),
+                    );
+                }
             }
             Failure::Permanent { code, .. }
                 if code == codes::REQUIRED_FIELD_MISSING
                     && st.upsert_field.is_some()
                     && st.company_sent =>
             {
-                // An upsert by external id found no Lead: send the whole record.
-                st.notes
-                    .push("the Lead was missing in Salesforce; it was created again".into());
-                st.company_sent = false;
+                // An upsert by external id found no Lead: merged away, or
+                // deleted (then the whole record is sent).
+                if st.lead_id.is_some() && !st.adopted {
+                    if let Err(f) = self.follow_merge(creds, st).await {
+                        return Some(Attempt::Failed(f));
+                    }
+                }
+                if !st.adopted {
+                    st.notes
+                        .push("the Lead was missing in Salesforce; it was created again".into());
+                    st.company_sent = false;
+                    st.lead_id = None;
+                }
             }
             Failure::Converted { message } => return Some(Attempt::Converted { message }),
             Failure::Duplicates {
@@ -385,6 +399,31 @@ impl Worker {
     }
 }
 
+impl Worker {
+    /// The known Lead is gone: if a user merged it, the client follows it to
+    /// the surviving Lead (found with `queryAll`); if it was deleted, the
+    /// client forgets it, to be created again.
+    async fn follow_merge(&self, creds: &Credentials, st: &mut Mending<'_>) -> Result<(), Failure> {
+        let Some(old) = st.lead_id.clone() else {
+            return Ok(());
+        };
+        match self.salesforce.merged_into(creds, &old).await? {
+            Some(master) if master != old => {
+                st.notes.push(format!(
+                    "the Lead {old} was merged into {master} in Salesforce; updates go there now"
+                ));
+                st.lead_id = Some(master);
+                st.adopted = true;
+            }
+            _ => {
+                st.lead_id = None;
+                st.adopted = false;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What the single-record path has learned about a record so far.
 struct Mending<'a> {
     upsert_field: Option<&'a str>,
@@ -394,7 +433,8 @@ struct Mending<'a> {
     company_sent: bool,
     describe: Arc<crate::salesforce::LeadDescribe>,
     on_duplicate: DuplicatePolicy,
-    /// The client was linked to a Lead the duplicate rule matched.
+    /// The client was linked to another Lead than its own: one the duplicate
+    /// rule matched, or the one its Lead was merged into. It is updated by Id.
     adopted: bool,
     /// A duplicate answer without its matches was asked again alone.
     asked_alone: bool,

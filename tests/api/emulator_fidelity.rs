@@ -426,3 +426,36 @@ async fn duplicate_rules_answer_duplicates_detected_with_the_matches() {
         assert_eq!(body[1]["success"], true);
     }
 }
+
+#[tokio::test]
+async fn query_all_shows_deleted_and_merged_leads_and_refuses_other_soql() {
+    let emu = Emulator::start(OrgConfig::default()).await;
+    let master = emu.insert_lead(json!({"LastName": "M", "Company": "C"}));
+    let victim = emu.insert_lead(json!({"LastName": "V", "Company": "C"}));
+    let gone = emu.insert_lead(json!({"LastName": "G", "Company": "C"}));
+    emu.merge_leads(&master, &victim);
+    emu.delete_lead(&gone);
+    let t = token(&emu).await;
+    let query = |soql: String| {
+        rest(&emu, reqwest::Method::GET, "queryAll/", &t)
+            .query(&[("q", soql)])
+            .send()
+    };
+    let soql =
+        |id: &str| format!("SELECT Id, IsDeleted, MasterRecordId FROM Lead WHERE Id = '{id}'");
+    let body: Value = query(soql(&victim)).await.unwrap().json().await.unwrap();
+    assert_eq!(body["totalSize"], 1);
+    assert_eq!(body["records"][0]["IsDeleted"], true);
+    assert_eq!(body["records"][0]["MasterRecordId"], master.as_str());
+    let body: Value = query(soql(&gone)).await.unwrap().json().await.unwrap();
+    assert_eq!(body["records"][0]["MasterRecordId"], Value::Null);
+    let body: Value = query(soql(&master)).await.unwrap().json().await.unwrap();
+    assert_eq!(body["records"][0]["IsDeleted"], false);
+    emu.empty_recycle_bin();
+    let body: Value = query(soql(&gone)).await.unwrap().json().await.unwrap();
+    assert_eq!(body["totalSize"], 0);
+    let res = query("SELECT Id FROM Lead".into()).await.unwrap();
+    assert_eq!(res.status(), 400);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body[0]["errorCode"], "MALFORMED_QUERY");
+}

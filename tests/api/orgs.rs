@@ -447,3 +447,94 @@ async fn bad_org_rule_settings_are_refused_by_name() {
         (json!("create"), json!(true))
     );
 }
+
+#[tokio::test]
+async fn a_client_whose_lead_was_merged_follows_it_to_the_surviving_lead() {
+    for extra in [json!({}), json!({"externalIdField": "B2C_Client_Id__c"})] {
+        let (app, emu) = spawn_with_org(OrgConfig::default()).await;
+        let secret = app.connect(&emu, "acme", extra.clone()).await;
+        accepted(&app, &secret, &client(1, json!({"email": "a@x.io"}))).await;
+        app.sync().await;
+        let mine = app.client_state("acme", "1").await["leadId"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let master = emu.insert_lead(json!({"LastName": "Doe", "Company": "Kept Ltd"}));
+        emu.merge_leads(&master, &mine);
+        accepted(&app, &secret, &client(1, json!({"email": "merged@x.io"}))).await;
+        app.sync().await;
+        let s = app.client_state("acme", "1").await;
+        assert_eq!(s["state"], "synced", "{extra}: {s}");
+        assert_eq!(s["leadId"], master.as_str(), "{extra}");
+        let note = format!("the Lead {mine} was merged into {master}");
+        assert!(s["warnings"][0].as_str().unwrap().contains(&note), "{s}");
+        let lead = emu.lead(&master).unwrap();
+        assert_eq!(lead["Email"], "merged@x.io");
+        assert_eq!(lead["Company"], "Kept Ltd");
+        assert_eq!(
+            emu.lead_count(),
+            1,
+            "{extra}: no Lead was created for the client"
+        );
+        if extra.get("externalIdField").is_some() {
+            assert_eq!(
+                lead["B2C_Client_Id__c"], "1",
+                "later upserts find the survivor"
+            );
+        }
+        // Later events go straight to the survivor.
+        let queries = || {
+            emu.calls()
+                .iter()
+                .filter(|(_, p)| p.starts_with("queryAll"))
+                .count()
+        };
+        let before = queries();
+        accepted(&app, &secret, &client(1, json!({"email": "later@x.io"}))).await;
+        app.sync().await;
+        assert_eq!(emu.lead(&master).unwrap()["Email"], "later@x.io");
+        assert_eq!(
+            queries(),
+            before,
+            "no query once the client follows the survivor"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_lead_really_deleted_is_created_again_after_the_query_says_so() {
+    let (app, emu) = spawn_with_org(OrgConfig::default()).await;
+    let secret = app.connect(&emu, "acme", json!({})).await;
+    accepted(&app, &secret, &client(1, json!({"email": "a@x.io"}))).await;
+    accepted(&app, &secret, &client(2, json!({"email": "b@x.io"}))).await;
+    app.sync().await;
+    let one = app.client_state("acme", "1").await["leadId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let two = app.client_state("acme", "2").await["leadId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    emu.delete_lead(&two);
+    emu.empty_recycle_bin(); // two is gone for good
+    emu.delete_lead(&one); // one is in the recycle bin
+    accepted(&app, &secret, &client(1, json!({"email": "a2@x.io"}))).await;
+    accepted(&app, &secret, &client(2, json!({"email": "b2@x.io"}))).await;
+    app.sync().await;
+    for (id, old) in [("1", &one), ("2", &two)] {
+        let s = app.client_state("acme", id).await;
+        assert_eq!(s["state"], "synced", "{s}");
+        assert_ne!(s["leadId"], old.as_str());
+    }
+    assert_eq!(emu.lead_count(), 2);
+    let queries = emu
+        .calls()
+        .iter()
+        .filter(|(_, p)| p.starts_with("queryAll"))
+        .count();
+    assert_eq!(
+        queries, 2,
+        "one look per lost Lead before creating it again"
+    );
+}

@@ -211,6 +211,8 @@ pub struct Org {
     /// Lead ids by (External ID field, value); checked against the Lead on use.
     by_external: HashMap<(String, String), Vec<String>>,
     pub deleted: HashSet<String>,
+    /// Merged-away Leads and the Lead each was merged into.
+    merged_into: HashMap<String, String>,
     tokens: HashSet<String>,
     pub token_requests: u64,
     pub api_calls: u64,
@@ -351,7 +353,25 @@ impl Emulator {
         self.with(|o| o.deleted.insert(id.to_string()));
     }
 
-    /// A user converts the Lead.
+    /// A user merges `victim` into `master`: the victim is deleted, and
+    /// `queryAll` shows it with `IsDeleted` and `MasterRecordId`.
+    pub fn merge_leads(&self, master: &str, victim: &str) {
+        self.with(|o| {
+            o.deleted.insert(victim.to_string());
+            o.merged_into.insert(victim.to_string(), master.to_string());
+        });
+    }
+
+    /// The recycle bin is emptied: deleted Leads are gone, even from `queryAll`.
+    pub fn empty_recycle_bin(&self) {
+        self.with(|o| {
+            for id in o.deleted.clone() {
+                o.leads.remove(&id);
+                o.merged_into.remove(&id);
+            }
+        });
+    }
+
     /// A rep takes the Lead (changes its owner in Salesforce).
     pub fn set_owner(&self, id: &str, owner: &str) {
         self.with(|o| {
@@ -374,6 +394,7 @@ impl Emulator {
         })
     }
 
+    /// A user converts the Lead.
     pub fn convert_lead(&self, id: &str) {
         self.with(|o| {
             o.leads
@@ -1110,12 +1131,67 @@ async fn rest(
         Ok(ctx) => ctx,
         Err(res) => return *res,
     };
-    let mut res = route(&s.org, &method, &tail, parsed, ctx);
+    let mut res = if method == "GET" && tail.trim_end_matches('/') == "queryAll" {
+        query_all(&s.org, req.query_string())
+    } else {
+        route(&s.org, &method, &tail, parsed, ctx)
+    };
     res.headers_mut().insert(
         actix_web::http::header::HeaderName::from_static("sforce-limit-info"),
         actix_web::http::header::HeaderValue::from_str(&usage).unwrap(),
     );
     res
+}
+
+/// `GET queryAll/?q=…`: SOQL that also sees deleted and merged records. The
+/// emulator knows one query, the one a client of a merged Lead needs:
+/// `SELECT Id, IsDeleted, MasterRecordId FROM Lead WHERE Id = '…'`; any
+/// other text is `MALFORMED_QUERY`, as a typo would be.
+fn query_all(org: &Arc<Mutex<Org>>, query: &str) -> HttpResponse {
+    let q = url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "q")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    let words: Vec<&str> = q.split_whitespace().collect();
+    let shape = [
+        "select",
+        "id,",
+        "isdeleted,",
+        "masterrecordid",
+        "from",
+        "lead",
+        "where",
+        "id",
+        "=",
+    ];
+    let lower: Vec<String> = words.iter().map(|w| w.to_lowercase()).collect();
+    let id = match (lower.len() == shape.len() + 1, words.last()) {
+        (true, Some(last)) if lower[..shape.len()] == shape => last
+            .strip_prefix('\'')
+            .and_then(|v| v.strip_suffix('\''))
+            .filter(|v| v.chars().all(|c| c.is_ascii_alphanumeric())),
+        _ => None,
+    };
+    let Some(id) = id else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "MALFORMED_QUERY",
+            &format!("unexpected token in: {q}"),
+            &[],
+        );
+    };
+    let o = org.lock().unwrap();
+    let records: Vec<Value> = o
+        .leads
+        .get(id)
+        .map(|_| {
+            json!({"attributes": {"type": "Lead", "url": format!("/services/data/v62.0/sobjects/Lead/{id}")},
+                "Id": id, "IsDeleted": o.deleted.contains(id),
+                "MasterRecordId": o.merged_into.get(id)})
+        })
+        .into_iter()
+        .collect();
+    HttpResponse::Ok().json(json!({"totalSize": records.len(), "done": true, "records": records}))
 }
 
 /// The records a write targets, for the in-flight check: the Lead of a
