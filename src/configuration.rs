@@ -179,6 +179,17 @@ pub struct SettingsArgs {
         global = true
     )]
     pub pace_ms: u64,
+    /// How long one Salesforce call may take before it counts as failed. A
+    /// 200-record write through an org's triggers and flows can take minutes;
+    /// Salesforce itself stops a call at 10 minutes.
+    #[arg(
+        long,
+        env = "LEADBRIDGE_SALESFORCE_TIMEOUT_SECS",
+        default_value_t = 120,
+        global = true,
+        value_parser = clap::value_parser!(u64).range(1..=600)
+    )]
+    pub salesforce_timeout_secs: u64,
     /// How long a worker holds a client; a killed replica's clients return after it.
     #[arg(
         long,
@@ -297,6 +308,15 @@ impl Settings {
         if args.lease_secs < 2 {
             bail!("LEADBRIDGE_LEASE_SECS must be at least 2");
         }
+        // A write may use half the lease; a call must fit in it, so that no
+        // other worker claims the client while the call may still land.
+        if args.lease_secs < 2 * args.salesforce_timeout_secs {
+            bail!(
+                "LEADBRIDGE_LEASE_SECS ({}) must be at least twice LEADBRIDGE_SALESFORCE_TIMEOUT_SECS ({})",
+                args.lease_secs,
+                args.salesforce_timeout_secs
+            );
+        }
         if args.event_retention_hours < 24 {
             bail!("LEADBRIDGE_EVENT_RETENTION_HOURS must be at least 24: duplicates are recognised for 24 h");
         }
@@ -364,6 +384,7 @@ impl Settings {
                 max_connections: args.max_connections.max(1),
                 salesforce: SalesforceSettings {
                     token_ttl: std::time::Duration::from_secs(args.token_ttl_secs),
+                    request_timeout: std::time::Duration::from_secs(args.salesforce_timeout_secs),
                     ..SalesforceSettings::default()
                 },
                 sync: SyncSettings {

@@ -459,3 +459,23 @@ async fn query_all_shows_deleted_and_merged_leads_and_refuses_other_soql() {
     let body: Value = res.json().await.unwrap();
     assert_eq!(body[0]["errorCode"], "MALFORMED_QUERY");
 }
+
+#[tokio::test]
+async fn a_lost_answer_still_commits_the_write() {
+    use crate::emulator::Fault;
+    let emu = Emulator::start(OrgConfig::default()).await;
+    let t = token(&emu).await;
+    emu.fail_next(Fault::AnswerLost, 1);
+    let started = std::time::Instant::now();
+    let res = reqwest::Client::new()
+        .post(format!("{}/services/data/v62.0/sobjects/Lead/", emu.base))
+        .bearer_auth(&t)
+        .timeout(std::time::Duration::from_millis(500))
+        .json(&json!({"LastName": "D", "Company": "C"}))
+        .send()
+        .await;
+    assert!(res.is_err_and(|e| e.is_timeout()));
+    assert!(started.elapsed() < crate::emulator::ANSWER_LOST_AFTER);
+    // The caller saw nothing, but the Lead exists.
+    assert_eq!(emu.lead_count(), 1);
+}

@@ -538,3 +538,73 @@ async fn a_lead_really_deleted_is_created_again_after_the_query_says_so() {
         "one look per lost Lead before creating it again"
     );
 }
+
+/// An app whose Salesforce calls time out after one second.
+async fn spawn_impatient(org: OrgConfig) -> (TestApp, Emulator) {
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.allow_insecure_salesforce = true;
+        s.salesforce.request_timeout = std::time::Duration::from_secs(1);
+    })
+    .await;
+    (app, Emulator::start(org).await)
+}
+
+/// Writes client 1 while the answer to its first write is lost (the write
+/// itself committed), then once more after the retry delay; returns its state.
+async fn write_through_a_lost_answer(app: &TestApp, emu: &Emulator, extra: Value) -> Value {
+    let secret = app.connect(emu, "acme", extra).await;
+    // A first client, so the token and describe are fetched before the fault.
+    accepted(app, &secret, &client(9, json!({"email": "warm@x.io"}))).await;
+    app.sync().await;
+    emu.fail_next(Fault::AnswerLost, 1);
+    accepted(app, &secret, &client(1, json!({"email": "jane@x.io"}))).await;
+    app.sync().await;
+    let s = app.client_state("acme", "1").await;
+    assert_eq!(s["state"], "retrying", "{s}");
+    assert_eq!(s["lastError"]["code"], "TIMEOUT", "{s}");
+    app.clock.advance(chrono::Duration::seconds(5));
+    app.sync().await;
+    app.client_state("acme", "1").await
+}
+
+fn leads_with_email(emu: &Emulator, email: &str) -> usize {
+    emu.leads().iter().filter(|l| l["Email"] == email).count()
+}
+
+#[tokio::test]
+async fn a_lost_answer_with_an_external_id_is_an_upsert_and_makes_no_duplicate() {
+    let (app, emu) = spawn_impatient(OrgConfig::default()).await;
+    let s = write_through_a_lost_answer(&app, &emu, json!({"externalIdField": "B2C_Client_Id__c"}))
+        .await;
+    assert_eq!(s["state"], "synced", "{s}");
+    assert_eq!(leads_with_email(&emu, "jane@x.io"), 1, "{:?}", emu.leads());
+}
+
+#[tokio::test]
+async fn a_lost_create_without_an_external_id_is_caught_by_an_alert_rule_with_adopt() {
+    let (app, emu) = spawn_impatient(org_with_duplicates(DuplicateAction::Alert)).await;
+    let s = write_through_a_lost_answer(&app, &emu, json!({"onDuplicate": "adopt"})).await;
+    assert_eq!(s["state"], "synced", "{s}");
+    assert_eq!(leads_with_email(&emu, "jane@x.io"), 1, "{:?}", emu.leads());
+    let lead = emu.lead(s["leadId"].as_str().unwrap()).unwrap();
+    assert_eq!(lead["Email"], "jane@x.io");
+}
+
+/// The limit the README states: without an external id and without a
+/// duplicate rule to adopt from, the create is sent again and the org holds
+/// two Leads for the client.
+#[tokio::test]
+async fn a_lost_create_without_an_external_id_or_a_rule_to_adopt_from_is_a_second_lead() {
+    for (org, extra) in [
+        (OrgConfig::default(), json!({})),
+        (
+            org_with_duplicates(DuplicateAction::Alert),
+            json!({"onDuplicate": "create"}),
+        ),
+    ] {
+        let (app, emu) = spawn_impatient(org).await;
+        let s = write_through_a_lost_answer(&app, &emu, extra.clone()).await;
+        assert_eq!(s["state"], "synced", "{extra}: {s}");
+        assert_eq!(leads_with_email(&emu, "jane@x.io"), 2, "{extra}");
+    }
+}

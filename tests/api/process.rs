@@ -415,6 +415,7 @@ async fn a_kill_9_in_the_middle_of_a_sync_loses_nothing() {
     let env = [
         ("LEADBRIDGE_ALLOW_INSECURE_SALESFORCE", "true"),
         ("LEADBRIDGE_LEASE_SECS", "3"),
+        ("LEADBRIDGE_SALESFORCE_TIMEOUT_SECS", "1"),
     ];
     let mut svc = Service::start_with(&target, port, "first.log", &env);
     svc.wait_ready().await;
@@ -602,6 +603,7 @@ async fn two_replicas_on_one_postgres_survive_a_sigkill_and_write_each_client_on
     let env = [
         ("LEADBRIDGE_ALLOW_INSECURE_SALESFORCE", "true"),
         ("LEADBRIDGE_LEASE_SECS", "3"),
+        ("LEADBRIDGE_SALESFORCE_TIMEOUT_SECS", "1"),
     ];
     let mut a = Service::start_with(&target, free_port(), "a.log", &env);
     let mut b = Service::start_with(&target, free_port(), "b.log", &env);
@@ -994,4 +996,86 @@ fn help_names_the_database_variable_but_never_shows_its_password() {
     assert!(out.status.success());
     assert!(text.contains("LEADBRIDGE_DATABASE_URL"), "{text}");
     assert!(!text.contains("hunter2-secret"), "{text}");
+}
+
+#[tokio::test]
+async fn a_salesforce_timeout_longer_than_half_the_lease_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = command(dir.path(), free_port())
+        .env("LEADBRIDGE_LEASE_SECS", "100")
+        .env("LEADBRIDGE_SALESFORCE_TIMEOUT_SECS", "60")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("LEADBRIDGE_LEASE_SECS (100) must be at least twice LEADBRIDGE_SALESFORCE_TIMEOUT_SECS (60)"),
+        "{text}"
+    );
+    // Salesforce stops a call at 10 minutes: a longer wait is refused too.
+    let out = command(dir.path(), free_port())
+        .env("LEADBRIDGE_SALESFORCE_TIMEOUT_SECS", "601")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("601"), "{text}");
+}
+
+#[tokio::test]
+async fn the_salesforce_timeout_is_the_configured_one() {
+    use crate::emulator::{Emulator, OrgConfig};
+    let emu = Emulator::start(OrgConfig::default()).await;
+    emu.set_latency(Duration::from_millis(1500));
+    let target = Target::new().await;
+    let env = [
+        ("LEADBRIDGE_ALLOW_INSECURE_SALESFORCE", "true"),
+        ("LEADBRIDGE_SALESFORCE_TIMEOUT_SECS", "1"),
+        ("LEADBRIDGE_LEASE_SECS", "2"),
+    ];
+    let mut svc = Service::start_with(&target, free_port(), "out.log", &env);
+    svc.wait_ready().await;
+    let created = svc
+        .create_connection(emulator_connection(&emu, json!({})))
+        .await;
+    let secret = created["webhookSecret"].as_str().unwrap().to_string();
+    let body = json!({"type": "client.created", "occurredAt": "2026-12-01T10:00:00Z",
+                      "data": {"clientId": 7, "email": "c7@x.io", "info": {"lastName": "L7"}}});
+    assert_eq!(svc.post_event(&secret, "t-1", &body).await.status(), 202);
+    let client = reqwest::Client::new();
+    let read = || async {
+        client
+            .get(format!("{}/v1/connections/acme/clients/7", svc.base))
+            .bearer_auth(svc.admin_token())
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    // Each call takes 1.5 s against a 1 s timeout: the client waits, not dead.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let seen = loop {
+        let s = read().await;
+        if !s["lastError"].is_null() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no timeout seen: {s}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(seen["lastError"]["code"], "TIMEOUT", "{seen}");
+    assert_eq!(seen["state"], "retrying", "{seen}");
+    // Under the timeout the same client is written.
+    emu.set_latency(Duration::from_millis(200));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = read().await;
+        if s["state"] == "synced" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not synced: {s}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(emu.lead_count(), 1);
 }

@@ -180,7 +180,14 @@ pub enum Fault {
     /// The org is read-only for maintenance: the call fails with 400
     /// `INSERT_UPDATE_DELETE_NOT_ALLOWED_DURING_MAINTENANCE`.
     Maintenance,
+    /// The call is carried out (the write committed) but its answer arrives
+    /// only after [`ANSWER_LOST_AFTER`], past the caller's timeout: the answer
+    /// is lost as it is when a network cuts or a proxy gives up.
+    AnswerLost,
 }
+
+/// How long an [`Fault::AnswerLost`] answer is held back.
+pub const ANSWER_LOST_AFTER: Duration = Duration::from_secs(5);
 
 const TRIGGER_LOCK: &str = "LeadTrigger: execution of AfterInsert\n\ncaused by: System.DmlException: Update failed. First exception on row 0 with id 001xx000003DGb2AAG; first error: UNABLE_TO_LOCK_ROW, unable to obtain exclusive access to this record: []\n\nTrigger.LeadTrigger: line 12, column 1";
 const FLOW_LOCK: &str = "The record couldn't be saved because it failed to trigger a flow. A flow trigger failed to execute the flow with version ID 301xx0000000001AAA. Flow error messages: An unhandled fault has occurred in this flow. An unhandled fault has occurred while processing the flow. Error ID: UNABLE_TO_LOCK_ROW: unable to obtain exclusive access to this record or 1 records";
@@ -1033,6 +1040,7 @@ async fn rest(
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::to_string);
     let latency;
+    let mut answer_lost = false;
     {
         let mut o = s.org.lock().unwrap();
         if o.outage {
@@ -1091,6 +1099,7 @@ async fn rest(
                     &[],
                 )
             }
+            Some(Fault::AnswerLost) => answer_lost = true,
             None => {}
         }
         latency = o.latency;
@@ -1136,6 +1145,9 @@ async fn rest(
     } else {
         route(&s.org, &method, &tail, parsed, ctx)
     };
+    if answer_lost {
+        tokio::time::sleep(ANSWER_LOST_AFTER).await;
+    }
     res.headers_mut().insert(
         actix_web::http::header::HeaderName::from_static("sforce-limit-info"),
         actix_web::http::header::HeaderValue::from_str(&usage).unwrap(),
