@@ -510,7 +510,10 @@
         h('dt', {}, 'Duplicate-rule header (v52.0+)'), h('dd', {}, yesNo(rules.duplicateRuleHeader)),
         h('dt', {}, 'On a duplicate'), h('dd', {}, rules.onDuplicate),
         h('dt', {}, 'Assignment rule on new Leads'), h('dd', {}, yesNo(rules.assignOnCreate)),
-        h('dt', {}, 'StateCode (state picklists)'), h('dd', {}, yesNo(rules.stateCode))));
+        h('dt', {}, 'StateCode (state picklists)'), h('dd', {}, yesNo(rules.stateCode)),
+        rules.activeCountries == null ? null : [h('dt', {}, 'Active countries'), h('dd', {}, String(rules.activeCountries))],
+        rules.countriesWithStates == null ? null : [h('dt', {}, 'Countries with states'),
+          h('dd', {}, rules.countriesWithStates.length ? rules.countriesWithStates.join(', ') : 'none')]));
       for (const w of rules.warnings) parts.push(note('error', w));
       if (r.fields.length) {
         parts.push(h('table', { id: 'field-checks' },

@@ -268,6 +268,19 @@ pub struct FieldInfo {
 /// The org's Lead fields, by API name.
 pub type LeadFields = HashMap<String, FieldInfo>;
 
+/// The org's State and Country/Territory Picklists, from describe.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AddressPicklists {
+    /// Active countries: ISO code → integration value (the name).
+    pub countries: BTreeMap<String, String>,
+    /// Active states by country code: state code → name.
+    pub states: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// Values the org refused of every client: `(field, Some(value))` for one
+/// value, `(field, None)` for the whole field.
+pub type Refused = BTreeSet<(String, Option<String>)>;
+
 /// Where a body goes: the connection's settings and the org's Lead.
 #[derive(Debug, Clone, Copy)]
 pub struct Target<'a> {
@@ -275,8 +288,21 @@ pub struct Target<'a> {
     pub mapping: &'a FieldMapping,
     /// From describe; `None` sends every field unchecked.
     pub fields: Option<&'a LeadFields>,
+    /// From describe, when the org has State and Country/Territory Picklists.
+    pub picklists: Option<&'a AddressPicklists>,
     /// Fields Salesforce rejected in this write; sent no more.
     pub exclude: &'a BTreeSet<String>,
+    /// What the org refused in earlier writes; not sent again.
+    pub refused: &'a Refused,
+}
+
+impl Target<'_> {
+    fn refuses(&self, field: &str, value: &str) -> bool {
+        self.refused.contains(&(field.to_string(), None))
+            || self
+                .refused
+                .contains(&(field.to_string(), Some(value.to_string())))
+    }
 }
 
 /// A rendered Lead body and what was changed on the way.
@@ -308,40 +334,28 @@ pub fn lead(form: Form, m: &Merge, target: &Target) -> Lead {
             Form::Update => f.updateable,
         }),
     };
-    // With State and Country picklists, CountryCode alone sets Country.
-    let use_country_code = writable("CountryCode") && target.fields.is_some();
+    // With State and Country picklists, the address is rendered as a whole.
+    let picklist_mode = writable("CountryCode") && target.fields.is_some();
     let mut values: Vec<(String, Option<String>)> = Vec::new();
+    if picklist_mode && (form == Form::Create || slots.iter().any(|s| PICKLIST_SLOTS.contains(s))) {
+        let state_writable = writable("StateCode");
+        values.extend(picklist_address(
+            form,
+            &value_of,
+            target,
+            state_writable,
+            &mut out.warnings,
+        ));
+    }
     for slot in slots {
         let mut value = value_of(slot);
         match slot {
+            _ if picklist_mode && PICKLIST_SLOTS.contains(&slot) => continue,
             Slot::LastName if value.as_deref().is_none_or(|v| v.trim().is_empty()) => {
                 value = Some(UNDEFINED_LAST_NAME.into());
             }
-            Slot::CountryCode => {
-                if !use_country_code {
-                    continue;
-                }
-                if let Some(code) = value.take() {
-                    match country_alpha2(&code) {
-                        Some(a2) => value = Some(a2.into()),
-                        None => {
-                            out.warnings.push(format!(
-                                "countryCode {code:?} is not an ISO 3166-1 code; CountryCode not sent"
-                            ));
-                            continue;
-                        }
-                    }
-                }
-            }
-            Slot::Country
-                if use_country_code
-                    && value_of(Slot::CountryCode)
-                        .as_deref()
-                        .and_then(country_alpha2)
-                        .is_some() =>
-            {
-                continue
-            }
+            // Without picklists the org has no CountryCode: Country carries it.
+            Slot::CountryCode => continue,
             _ if form == Form::Create && value.is_none() => continue,
             _ => {}
         }
@@ -360,6 +374,12 @@ pub fn lead(form: Form, m: &Merge, target: &Target) -> Lead {
     }
     for (name, value) in values {
         if target.exclude.contains(&name) {
+            continue;
+        }
+        if let Some(v) = value.as_deref().filter(|v| target.refuses(&name, v)) {
+            out.warnings.push(format!(
+                "{name} {v:?} not sent: this org refused it in an earlier write"
+            ));
             continue;
         }
         if !writable(&name) {
@@ -387,6 +407,117 @@ pub fn lead(form: Form, m: &Merge, target: &Target) -> Lead {
         };
         out.body
             .insert(name, value.map(Value::String).unwrap_or(Value::Null));
+    }
+    out
+}
+
+/// The address slots that picklists render together.
+const PICKLIST_SLOTS: [Slot; 3] = [Slot::Country, Slot::CountryCode, Slot::State];
+
+/// The address for an org with State and Country/Territory Picklists.
+///
+/// - The country goes as CountryCode (alpha-2), which sets Country, when the
+///   org has it active; else as the Country text, when it names one of the
+///   org's active countries (or the org lists none); else not at all.
+/// - The state goes as StateCode when it names (by code or name) one of the
+///   country's states, and State is left out: the org refuses any State text
+///   that is not one of its states, and a country without states takes none.
+/// - An update touching the address clears what it cannot set, so a state
+///   of the old country is not left under a new one.
+fn picklist_address(
+    form: Form,
+    value_of: &dyn Fn(Slot) -> Option<String>,
+    target: &Target,
+    state_writable: bool,
+    warnings: &mut Vec<String>,
+) -> Vec<(String, Option<String>)> {
+    let lists = target.picklists;
+    let mut out: Vec<(String, Option<String>)> = Vec::new();
+    let raw_code = value_of(Slot::CountryCode);
+    let code = raw_code.as_deref().and_then(|c| {
+        let a2 = country_alpha2(c);
+        if a2.is_none() {
+            warnings.push(format!(
+                "countryCode {c:?} is not an ISO 3166-1 code; CountryCode not sent"
+            ));
+        }
+        a2
+    });
+    let active = |c: &str| {
+        lists.is_none_or(|l| l.countries.contains_key(c)) && !target.refuses("CountryCode", c)
+    };
+    // The country code the state is looked up under.
+    let mut country: Option<String> = None;
+    match code {
+        Some(c) if active(c) => {
+            out.push(("CountryCode".into(), Some(c.into())));
+            country = Some(c.into());
+        }
+        _ => {
+            if let Some(c) = code {
+                warnings.push(format!(
+                    "CountryCode {c} is not an active country in this org; not sent"
+                ));
+            }
+            match value_of(Slot::Country) {
+                Some(text) => {
+                    let known = match lists {
+                        Some(l) => l
+                            .countries
+                            .iter()
+                            .find(|(_, name)| name.eq_ignore_ascii_case(text.trim()))
+                            .map(|(code, name)| (Some(code.clone()), name.clone())),
+                        None => Some((None, text.clone())),
+                    };
+                    match known {
+                        Some((code, name)) if !target.refuses("Country", &name) => {
+                            out.push(("Country".into(), Some(name)));
+                            country = code;
+                        }
+                        _ => warnings.push(format!(
+                            "Country {text:?} is not an active country in this org; not sent"
+                        )),
+                    }
+                }
+                None if raw_code.is_none() && form == Form::Update => {
+                    out.push(("CountryCode".into(), None));
+                }
+                None => {}
+            }
+        }
+    }
+    let state = value_of(Slot::State);
+    match (state, lists) {
+        (Some(s), None) => out.push(("State".into(), Some(s))),
+        (Some(s), Some(l)) => {
+            let found = country
+                .as_deref()
+                .and_then(|c| l.states.get(c))
+                .and_then(|states| {
+                    states.iter().find(|(code, name)| {
+                        code.eq_ignore_ascii_case(s.trim()) || name.eq_ignore_ascii_case(s.trim())
+                    })
+                })
+                .map(|(code, _)| code.clone())
+                .filter(|code| state_writable && !target.refuses("StateCode", code));
+            match found {
+                Some(code) => out.push(("StateCode".into(), Some(code))),
+                None => {
+                    let of = country.map(|c| format!(" of {c}")).unwrap_or_default();
+                    warnings.push(format!(
+                        "State {s:?} is not one of this org's states{of}; not sent"
+                    ));
+                    if form == Form::Update && state_writable {
+                        out.push(("StateCode".into(), None));
+                    }
+                }
+            }
+        }
+        (None, _) if form == Form::Update => {
+            let field = if state_writable { "StateCode" } else { "State" };
+            out.push((field.into(), None));
+        }
+        (None, _) => {}
     }
     out
 }
@@ -468,6 +599,8 @@ mod tests {
                 mapping: &map,
                 fields,
                 exclude: &none,
+                picklists: None,
+                refused: &Refused::new(),
             },
         )
     }
@@ -672,6 +805,8 @@ mod tests {
                     mapping: &map,
                     fields: None,
                     exclude: &none,
+                    picklists: None,
+                    refused: &Refused::new(),
                 },
             );
             assert_eq!(Value::Object(out.body), expected, "{addresses}");
@@ -694,6 +829,174 @@ mod tests {
         ] {
             assert_eq!(country_alpha2(code), expected, "{code}");
         }
+    }
+
+    /// An org with picklists: Cyprus and the United States active, Russia
+    /// not; two US states.
+    fn picklist_org() -> (LeadFields, AddressPicklists) {
+        let mut org = standard_org();
+        org.insert("CountryCode".into(), field(10, "picklist"));
+        org.insert("StateCode".into(), field(10, "picklist"));
+        let lists = AddressPicklists {
+            countries: BTreeMap::from([
+                ("CY".to_string(), "Cyprus".to_string()),
+                ("US".to_string(), "United States".to_string()),
+            ]),
+            states: BTreeMap::from([(
+                "US".to_string(),
+                BTreeMap::from([
+                    ("CA".to_string(), "California".to_string()),
+                    ("NY".to_string(), "New York".to_string()),
+                ]),
+            )]),
+        };
+        (org, lists)
+    }
+
+    fn render_picklists(form: Form, address: Value, refused: &Refused) -> Lead {
+        let (org, lists) = picklist_org();
+        let m = merge(
+            &Known::default(),
+            &[pending(
+                1,
+                "2026-01-01T00:00:00Z",
+                json!({"addresses": [address]}),
+            )],
+        );
+        let map = mapping();
+        let none = BTreeSet::new();
+        lead(
+            form,
+            &m,
+            &Target {
+                company: Some("Acme Ltd"),
+                mapping: &map,
+                fields: Some(&org),
+                picklists: Some(&lists),
+                exclude: &none,
+                refused,
+            },
+        )
+    }
+
+    fn address_of(out: &Lead) -> Value {
+        let keys = ["Country", "CountryCode", "State", "StateCode"];
+        Value::Object(
+            out.body
+                .iter()
+                .filter(|(k, _)| keys.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn a_state_the_country_has_goes_as_state_code_by_code_or_name() {
+        let none = Refused::new();
+        for state in ["California", "california", "CA", " ca "] {
+            let out = render_picklists(
+                Form::Create,
+                json!({"country": "USA", "countryCode": "USA", "state": state}),
+                &none,
+            );
+            assert_eq!(
+                address_of(&out),
+                json!({"CountryCode": "US", "StateCode": "CA"}),
+                "{state}"
+            );
+            assert!(out.warnings.is_empty(), "{:?}", out.warnings);
+        }
+    }
+
+    #[test]
+    fn a_state_the_country_lacks_is_left_out_with_a_warning() {
+        let none = Refused::new();
+        // Cyprus has no states in this org; Texas is not one of its two US states.
+        for (address, country) in [
+            (json!({"countryCode": "CY", "state": "Nicosia"}), "CY"),
+            (json!({"countryCode": "US", "state": "Texas"}), "US"),
+        ] {
+            let out = render_picklists(Form::Create, address.clone(), &none);
+            assert_eq!(
+                address_of(&out),
+                json!({"CountryCode": country}),
+                "{address}"
+            );
+            assert!(
+                out.warnings
+                    .iter()
+                    .any(|w| w.contains("is not one of this org's states")),
+                "{:?}",
+                out.warnings
+            );
+            // An update clears the old state, so it is not left under a new country.
+            let out = render_picklists(Form::Update, address.clone(), &none);
+            assert_eq!(
+                address_of(&out),
+                json!({"CountryCode": country, "StateCode": null}),
+                "{address}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_inactive_country_falls_back_to_the_country_text_when_the_org_has_it() {
+        let none = Refused::new();
+        // RU is not active: neither code nor name can be sent.
+        let out = render_picklists(
+            Form::Create,
+            json!({"country": "Russia", "countryCode": "RU", "state": "Moscow"}),
+            &none,
+        );
+        assert_eq!(address_of(&out), json!({}));
+        assert!(out.warnings.iter().any(|w| w.contains("CountryCode RU")));
+        assert!(out.warnings.iter().any(|w| w.contains("\"Russia\"")));
+        // A code the org refused before: the text, in the org's spelling, instead.
+        let refused = Refused::from([("CountryCode".to_string(), Some("US".to_string()))]);
+        let out = render_picklists(
+            Form::Create,
+            json!({"country": "united states", "countryCode": "US", "state": "NY"}),
+            &refused,
+        );
+        assert_eq!(
+            address_of(&out),
+            json!({"Country": "United States", "StateCode": "NY"})
+        );
+    }
+
+    #[test]
+    fn a_value_the_org_refused_before_is_not_sent_again() {
+        let mut org = standard_org();
+        org.insert("B2C_Status__c".into(), field(50, "picklist"));
+        let map = mapping();
+        let none = BTreeSet::new();
+        let refused = Refused::from([("B2C_Status__c".to_string(), Some("Gold".to_string()))]);
+        let m = merge(
+            &Known::default(),
+            &[pending(
+                1,
+                "2026-01-01T00:00:00Z",
+                json!({"status": {"name": "Gold"}, "email": "a@b.io"}),
+            )],
+        );
+        let out = lead(
+            Form::Create,
+            &m,
+            &Target {
+                company: Some("A"),
+                mapping: &map,
+                fields: Some(&org),
+                picklists: None,
+                exclude: &none,
+                refused: &refused,
+            },
+        );
+        assert!(!out.body.contains_key("B2C_Status__c"), "{out:?}");
+        assert_eq!(out.body["Email"], "a@b.io");
+        assert!(out
+            .warnings
+            .iter()
+            .any(|w| w.contains("refused it in an earlier write")));
     }
 
     #[test]
@@ -801,6 +1104,8 @@ mod tests {
                 mapping: &map,
                 fields: None,
                 exclude: &none,
+                picklists: None,
+                refused: &Refused::new(),
             },
         );
         assert_eq!(Value::Object(out.body), json!({"Email": null}));
@@ -884,7 +1189,9 @@ mod tests {
                 company: Some("A"),
                 mapping: &map,
                 fields: None,
+                picklists: None,
                 exclude: &exclude,
+                refused: &Refused::new(),
             },
         );
         assert_eq!(

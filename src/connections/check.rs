@@ -80,6 +80,12 @@ pub struct OrgRulesCheck {
     pub assign_on_create: bool,
     /// Whether Lead has StateCode (state and country picklists; null if unknown).
     pub state_code: Option<bool>,
+    /// With state and country picklists: how many countries the org has
+    /// active (a client of another country is written without its country).
+    pub active_countries: Option<usize>,
+    /// With state and country picklists: the countries whose states the org
+    /// has; a client's state elsewhere is not sent (the org refuses it).
+    pub countries_with_states: Option<Vec<String>>,
     /// What may not work as configured, in plain words.
     pub warnings: Vec<String>,
 }
@@ -100,6 +106,8 @@ fn org_rules(conn: &Connection) -> OrgRulesCheck {
         on_duplicate: conn.on_duplicate,
         assign_on_create: conn.assign_on_create,
         state_code: None,
+        active_countries: None,
+        countries_with_states: None,
         warnings,
     }
 }
@@ -188,6 +196,11 @@ pub async fn test(salesforce: &Salesforce, conn: &Connection, creds: &Credential
             report.middle_name = Some(d.fields.contains_key("MiddleName"));
             report.country_code = Some(d.fields.contains_key("CountryCode"));
             report.org_rules.state_code = Some(d.fields.contains_key("StateCode"));
+            if let Some(lists) = &d.picklists {
+                report.org_rules.active_countries = Some(lists.countries.len());
+                report.org_rules.countries_with_states =
+                    Some(lists.states.keys().cloned().collect());
+            }
             let m = &conn.field_mapping;
             for (setting, field) in [
                 ("status", &m.status),
@@ -244,11 +257,17 @@ pub async fn preview(
         },
     };
     let none = BTreeSet::new();
+    let refused = describe
+        .as_ref()
+        .map(|d| d.refused.snapshot())
+        .unwrap_or_default();
     let target = Target {
         company: conn.company.as_deref(),
         mapping: &conn.field_mapping,
         fields: describe.as_ref().map(|d| &d.fields),
+        picklists: describe.as_ref().and_then(|d| d.picklists.as_ref()),
         exclude: &none,
+        refused: &refused,
     };
     let mut create = mapping::lead(Form::Create, &merge, &target);
     let update = mapping::lead(Form::Update, &merge, &target);

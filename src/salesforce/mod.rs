@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::crypto::MasterKey;
 use crate::domain::Connection;
-use crate::mapping::{FieldInfo, LeadFields};
+use crate::mapping::{self, AddressPicklists, FieldInfo, LeadFields};
 pub use errors::{Failure, Op};
 
 /// What is needed to call one org, opened from a connection.
@@ -86,6 +86,37 @@ pub struct LeadDescribe {
     pub external_ids: Vec<String>,
     /// Each field's label in the org, for people choosing fields (the console).
     pub labels: std::collections::HashMap<String, String>,
+    /// State and Country/Territory Picklists, when CountryCode lists values.
+    pub picklists: Option<AddressPicklists>,
+    /// Values (or whole fields) this org refused in a write while this
+    /// describe is cached: not sent again, so a refusal costs one call once.
+    pub refused: Refusals,
+}
+
+/// What an org refused of every client, not of one: a picklist value it does
+/// not have (`(field, Some(value))`) or a field it will not take
+/// (`(field, None)`). Shared by every write while its describe is cached.
+#[derive(Debug, Clone, Default)]
+pub struct Refusals(Arc<std::sync::Mutex<mapping::Refused>>);
+
+impl Refusals {
+    /// What has been refused so far.
+    pub fn snapshot(&self) -> mapping::Refused {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn add(&self, field: &str, value: Option<&str>) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((field.to_string(), value.map(str::to_string)));
+    }
+}
+
+impl PartialEq for Refusals {
+    fn eq(&self, other: &Self) -> bool {
+        self.snapshot() == other.snapshot()
+    }
 }
 
 /// A record Salesforce confirmed.
@@ -194,6 +225,22 @@ struct DescribeField {
     updateable: bool,
     #[serde(default)]
     external_id: bool,
+    #[serde(default)]
+    picklist_values: Vec<PicklistEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PicklistEntry {
+    value: String,
+    #[serde(default)]
+    label: Option<String>,
+    #[serde(default)]
+    active: bool,
+    /// Base64: bit i (from the left) set when the entry is valid for the
+    /// controlling field's i-th value.
+    #[serde(default)]
+    valid_for: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -601,7 +648,14 @@ fn parse_describe(body: &[u8]) -> Result<LeadDescribe, Failure> {
         )
     })?;
     let mut out = LeadDescribe::default();
-    for f in answer.fields {
+    let mut countries: Vec<PicklistEntry> = Vec::new();
+    let mut states: Vec<PicklistEntry> = Vec::new();
+    for mut f in answer.fields {
+        match f.name.as_str() {
+            "CountryCode" => countries = std::mem::take(&mut f.picklist_values),
+            "StateCode" => states = std::mem::take(&mut f.picklist_values),
+            _ => {}
+        }
         if f.external_id {
             out.external_ids.push(f.name.clone());
         }
@@ -618,7 +672,43 @@ fn parse_describe(body: &[u8]) -> Result<LeadDescribe, Failure> {
             },
         );
     }
+    out.picklists = address_picklists(&countries, &states);
     Ok(out)
+}
+
+/// The active countries and, through `validFor`, each one's active states.
+/// `validFor` indexes the controller's values as describe lists them, active
+/// or not.
+fn address_picklists(
+    countries: &[PicklistEntry],
+    states: &[PicklistEntry],
+) -> Option<AddressPicklists> {
+    if countries.is_empty() {
+        return None;
+    }
+    let label = |e: &PicklistEntry| e.label.clone().unwrap_or_else(|| e.value.clone());
+    let mut out = AddressPicklists::default();
+    for c in countries.iter().filter(|c| c.active) {
+        out.countries.insert(c.value.clone(), label(c));
+    }
+    for st in states.iter().filter(|s| s.active) {
+        let Some(bits) = st.valid_for.as_deref().and_then(|v| {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.decode(v).ok()
+        }) else {
+            continue;
+        };
+        for (i, c) in countries.iter().enumerate() {
+            let set = bits.get(i / 8).is_some_and(|b| b & (0x80 >> (i % 8)) != 0);
+            if set && c.active {
+                out.states
+                    .entry(c.value.clone())
+                    .or_default()
+                    .insert(st.value.clone(), label(st));
+            }
+        }
+    }
+    Some(out)
 }
 
 /// Request headers of a write that steer the org's own rules.
@@ -721,6 +811,53 @@ fn urlencode(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn describe_gives_active_countries_and_their_states_through_valid_for() {
+        // Controller values: AU (index 0), RU inactive (1), US (2). WA is
+        // valid for AU and US: bits 0 and 2 → 0b1010_0000 = "oA==".
+        let body = serde_json::json!({"fields": [
+            {"name": "CountryCode", "type": "picklist", "length": 255, "createable": true, "updateable": true,
+             "picklistValues": [
+                {"active": true, "label": "Australia", "value": "AU", "validFor": null},
+                {"active": false, "label": "Russian Federation", "value": "RU", "validFor": null},
+                {"active": true, "label": "United States", "value": "US", "validFor": null}]},
+            {"name": "StateCode", "type": "picklist", "length": 255, "createable": true, "updateable": true,
+             "controllerName": "CountryCode", "dependentPicklist": true,
+             "picklistValues": [
+                {"active": true, "label": "Washington", "value": "WA", "validFor": "oA=="},
+                {"active": true, "label": "Moscow", "value": "MOW", "validFor": "QA=="},
+                {"active": false, "label": "Texas", "value": "TX", "validFor": "IA=="},
+                {"active": true, "label": "New York", "value": "NY", "validFor": "IA=="}]}
+        ]});
+        let d = super::parse_describe(body.to_string().as_bytes()).unwrap();
+        let lists = d.picklists.unwrap();
+        assert_eq!(
+            lists.countries.keys().collect::<Vec<_>>(),
+            ["AU", "US"],
+            "inactive countries are not offered"
+        );
+        let states = |c: &str| {
+            lists
+                .states
+                .get(c)
+                .map(|s| s.keys().cloned().collect::<Vec<_>>())
+                .unwrap_or_default()
+        };
+        assert_eq!(states("AU"), ["WA"]);
+        assert_eq!(states("US"), ["NY", "WA"]);
+        assert!(
+            states("RU").is_empty(),
+            "states of an inactive country are not offered"
+        );
+        // An org without picklist values has none.
+        let plain = serde_json::json!({"fields": [
+            {"name": "Country", "type": "string", "length": 80, "createable": true, "updateable": true}]});
+        assert!(super::parse_describe(plain.to_string().as_bytes())
+            .unwrap()
+            .picklists
+            .is_none());
+    }
+
     #[test]
     fn limit_info_is_read_as_used_and_max() {
         assert_eq!(

@@ -13,7 +13,7 @@ use super::{Worker, MAX_ROUNDS};
 use crate::domain::{ClientRecord, Connection, DuplicatePolicy};
 use crate::mapping::{self, Form, Merge, Target};
 use crate::salesforce::errors::codes;
-use crate::salesforce::{Batch, Credentials, Failure, SaveOptions, MAX_BATCH};
+use crate::salesforce::{Batch, Credentials, Failure, LeadDescribe, SaveOptions, MAX_BATCH};
 
 impl Worker {
     /// A single-record write, bounded well inside the lease so no other worker
@@ -65,12 +65,8 @@ impl Worker {
             }
         };
         let none = BTreeSet::new();
-        let target = Target {
-            company: conn.company.as_deref(),
-            mapping: &conn.field_mapping,
-            fields: Some(&describe.fields),
-            exclude: &none,
-        };
+        let refused = describe.refused.snapshot();
+        let target = target(conn, &describe, &none, &refused);
         // Partition by call and form (the form decides the request's headers),
         // rendering each client's body as a single write would.
         type Group = (Batch, SaveOptions, Vec<(Job, mapping::Lead)>);
@@ -229,8 +225,14 @@ impl Worker {
             on_duplicate: conn.on_duplicate,
             adopted: false,
             asked_alone: false,
+            sent: Map::new(),
         };
         if let Some(f) = first {
+            // The body the collections call carried: rendered as the batch did.
+            let (form, _) = choose(st.upsert_field, st.lead_id.as_deref(), st.company_sent);
+            let refused = st.describe.refused.snapshot();
+            let target = target(conn, &st.describe, &st.exclude, &refused);
+            st.sent = mapping::lead(form, m, &target).body;
             if let Some(done) = self.mend(&creds, &mut st, f).await {
                 return done;
             }
@@ -245,13 +247,10 @@ impl Worker {
                 return Attempt::NothingToSend;
             }
             let save = save_options(conn, form);
-            let target = Target {
-                company: conn.company.as_deref(),
-                mapping: &conn.field_mapping,
-                fields: Some(&st.describe.fields),
-                exclude: &st.exclude,
-            };
+            let refused = st.describe.refused.snapshot();
+            let target = target(conn, &st.describe, &st.exclude, &refused);
             let mut lead = mapping::lead(form, m, &target);
+            st.sent = lead.body.clone();
             if let (true, Some(field)) = (st.adopted, st.upsert_field) {
                 // From now on the adopted Lead is found by its external id.
                 let id = Value::String(client.client_id.to_string());
@@ -373,13 +372,46 @@ impl Worker {
                 code,
                 message,
             } => {
-                let fresh: Vec<String> = fields
-                    .into_iter()
-                    .filter(|f| !st.exclude.contains(f))
-                    .collect();
-                let required = fresh.iter().any(|f| f == "LastName" || f == "Company");
-                if fresh.is_empty() || required {
+                if fields.iter().any(|f| f == "LastName" || f == "Company") {
                     return Some(Attempt::Failed(Failure::Permanent { code, message }));
+                }
+                // A value the org does not have (a country, state or picklist
+                // value) is refused for every client: remember it, so no
+                // other write spends a call on it, and render again.
+                let refused = st.describe.refused.snapshot();
+                let mut remembered = Vec::new();
+                let mut fresh = Vec::new();
+                for f in fields {
+                    let sent = st.sent.get(&f).and_then(Value::as_str).map(str::to_string);
+                    match sent {
+                        Some(v)
+                            if REFUSED_FOR_ALL.contains(&code.as_str())
+                                && !refused.contains(&(f.clone(), Some(v.clone()))) =>
+                        {
+                            st.describe.refused.add(&f, Some(&v));
+                            remembered.push(f);
+                        }
+                        _ if !st.exclude.contains(&f) => fresh.push(f),
+                        _ => {}
+                    }
+                }
+                if !remembered.is_empty() {
+                    st.notes.push(format!(
+                        "{} refused by the org: {code}: {message}",
+                        remembered.join(", ")
+                    ));
+                }
+                if fresh.is_empty() {
+                    if remembered.is_empty() {
+                        return Some(Attempt::Failed(Failure::Permanent { code, message }));
+                    }
+                    return None;
+                }
+                if code == codes::INVALID_FIELD_FOR_INSERT_UPDATE {
+                    // The org will not take the field from this user at all.
+                    for f in &fresh {
+                        st.describe.refused.add(f, None);
+                    }
                 }
                 if code == codes::INVALID_FIELD {
                     // The org changed since describe was cached.
@@ -398,6 +430,30 @@ impl Worker {
         None
     }
 }
+
+/// Where a body for `conn` goes, as describe and earlier refusals say.
+fn target<'a>(
+    conn: &'a Connection,
+    describe: &'a LeadDescribe,
+    exclude: &'a BTreeSet<String>,
+    refused: &'a mapping::Refused,
+) -> Target<'a> {
+    Target {
+        company: conn.company.as_deref(),
+        mapping: &conn.field_mapping,
+        fields: Some(&describe.fields),
+        picklists: describe.picklists.as_ref(),
+        exclude,
+        refused,
+    }
+}
+
+/// Refusals of a value that any client would meet: the org has no such
+/// country, state or picklist value.
+const REFUSED_FOR_ALL: [&str; 2] = [
+    codes::FIELD_INTEGRITY_EXCEPTION,
+    codes::INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST,
+];
 
 impl Worker {
     /// The known Lead is gone: if a user merged it, the client follows it to
@@ -431,13 +487,15 @@ struct Mending<'a> {
     notes: Vec<String>,
     lead_id: Option<String>,
     company_sent: bool,
-    describe: Arc<crate::salesforce::LeadDescribe>,
+    describe: Arc<LeadDescribe>,
     on_duplicate: DuplicatePolicy,
     /// The client was linked to another Lead than its own: one the duplicate
     /// rule matched, or the one its Lead was merged into. It is updated by Id.
     adopted: bool,
     /// A duplicate answer without its matches was asked again alone.
     asked_alone: bool,
+    /// The body last sent (or, before the first send, the batch's).
+    sent: Map<String, Value>,
 }
 
 /// The body without `field` (an upsert's body must not carry its key).

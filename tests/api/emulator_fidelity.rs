@@ -479,3 +479,137 @@ async fn a_lost_answer_still_commits_the_write() {
     // The caller saw nothing, but the Lead exists.
     assert_eq!(emu.lead_count(), 1);
 }
+
+#[tokio::test]
+async fn state_and_country_picklists_follow_the_documented_syncing_logic() {
+    use base64::Engine;
+    let emu = Emulator::start(OrgConfig {
+        country_picklists: true,
+        inactive_countries: vec!["RU".into()],
+        ..OrgConfig::default()
+    })
+    .await;
+    let t = token(&emu).await;
+    let describe: Value = rest(&emu, reqwest::Method::GET, "sobjects/Lead/describe", &t)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let field = |name: &str| {
+        describe["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    let countries: Vec<String> = field("CountryCode")["picklistValues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["value"].as_str().unwrap().to_string())
+        .collect();
+    assert!(countries.contains(&"CY".to_string()));
+    assert!(
+        !countries.contains(&"RU".to_string()),
+        "inactive: not listed"
+    );
+    let state = field("StateCode");
+    assert_eq!(state["controllerName"], "CountryCode");
+    assert_eq!(state["dependentPicklist"], true);
+    // WA is two states: Washington (US) and Western Australia (AU).
+    let valid_for = |label: &str| -> Vec<String> {
+        let entry = state["picklistValues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["label"] == label)
+            .unwrap()
+            .clone();
+        let bits = base64::engine::general_purpose::STANDARD
+            .decode(entry["validFor"].as_str().unwrap())
+            .unwrap();
+        (0..countries.len())
+            .filter(|i| bits[i / 8] & (0x80 >> (i % 8)) != 0)
+            .map(|i| countries[i].clone())
+            .collect()
+    };
+    assert_eq!(valid_for("Washington"), ["US"]);
+    assert_eq!(valid_for("Western Australia"), ["AU"]);
+
+    let post = |body: Value| {
+        rest(&emu, reqwest::Method::POST, "sobjects/Lead/", &t)
+            .json(&body)
+            .send()
+    };
+    let refused = |res: reqwest::Response, field: &'static str| async move {
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body[0]["errorCode"], "FIELD_INTEGRITY_EXCEPTION", "{body}");
+        assert_eq!(body[0]["fields"], json!([field]), "{body}");
+    };
+    let lead = json!({"LastName": "D", "Company": "C"});
+    let with = |extra: Value| {
+        let mut b = lead.clone();
+        b.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        b
+    };
+    // A code sets its text; a text alone sets its code.
+    let res = post(with(json!({"CountryCode": "AU", "StateCode": "WA"})))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let id: Value = res.json().await.unwrap();
+    let rec = emu.lead(id["id"].as_str().unwrap()).unwrap();
+    assert_eq!(rec["Country"], "Australia");
+    assert_eq!(rec["State"], "Western Australia");
+    let res = post(with(json!({"Country": "Cyprus"}))).await.unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let cy: Value = res.json().await.unwrap();
+    assert_eq!(
+        emu.lead(cy["id"].as_str().unwrap()).unwrap()["CountryCode"],
+        "CY"
+    );
+    // What the org does not have is refused, naming the field.
+    refused(
+        post(with(json!({"CountryCode": "RU"}))).await.unwrap(),
+        "CountryCode",
+    )
+    .await;
+    refused(
+        post(with(json!({"Country": "Atlantis"}))).await.unwrap(),
+        "Country",
+    )
+    .await;
+    refused(
+        post(with(json!({"CountryCode": "CY", "State": "Nicosia"})))
+            .await
+            .unwrap(),
+        "State",
+    )
+    .await;
+    refused(
+        post(with(json!({"CountryCode": "AU", "StateCode": "CA"})))
+            .await
+            .unwrap(),
+        "StateCode",
+    )
+    .await;
+    // A new country under a state it does not have is refused.
+    let res = rest(
+        &emu,
+        reqwest::Method::PATCH,
+        &format!("sobjects/Lead/{}", id["id"].as_str().unwrap()),
+        &t,
+    )
+    .json(&json!({"CountryCode": "CY"}))
+    .send()
+    .await
+    .unwrap();
+    refused(res, "StateCode").await;
+}

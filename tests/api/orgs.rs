@@ -399,6 +399,13 @@ async fn the_test_report_says_what_the_org_rules_settings_can_do() {
     assert_eq!(old["onDuplicate"], "create");
     assert_eq!(old["assignOnCreate"], false);
     assert_eq!(old["stateCode"], true);
+    // Every ISO country is active in the emulator's org; three have states.
+    assert_eq!(old["activeCountries"], 250, "{old}");
+    assert_eq!(
+        old["countriesWithStates"],
+        json!(["AU", "CA", "US"]),
+        "{old}"
+    );
     assert!(
         old["warnings"][0].as_str().unwrap().contains("v52.0"),
         "{old}"
@@ -607,4 +614,143 @@ async fn a_lost_create_without_an_external_id_or_a_rule_to_adopt_from_is_a_secon
         assert_eq!(s["state"], "synced", "{extra}: {s}");
         assert_eq!(leads_with_email(&emu, "jane@x.io"), 2, "{extra}");
     }
+}
+
+fn org_with_picklists(inactive: &[&str]) -> OrgConfig {
+    OrgConfig {
+        country_picklists: true,
+        inactive_countries: inactive.iter().map(|c| c.to_string()).collect(),
+        ..OrgConfig::default()
+    }
+}
+
+fn lived_at(id: u32, address: Value) -> Value {
+    client(
+        id,
+        json!({"email": format!("c{id}@x.io"), "info": {"lastName": format!("L{id}")},
+               "addresses": [address]}),
+    )
+}
+
+fn warned(s: &Value, text: &str) -> bool {
+    s["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|w| w.as_str().unwrap().contains(text))
+}
+
+#[tokio::test]
+async fn a_state_goes_as_its_state_code_and_a_state_the_org_lacks_costs_no_call() {
+    let (app, emu) = spawn_with_org(org_with_picklists(&["RU"])).await;
+    let secret = app.connect(&emu, "acme", json!({})).await;
+    let addresses = [
+        json!({"country": "United States", "countryCode": "USA", "state": "Washington"}),
+        json!({"country": "Australia", "countryCode": "AU", "state": "WA"}),
+        json!({"country": "Cyprus", "countryCode": "CY", "state": "Nicosia"}),
+        json!({"country": "Russia", "countryCode": "RU", "state": "Moscow"}),
+    ];
+    for (i, a) in addresses.iter().enumerate() {
+        accepted(&app, &secret, &lived_at(i as u32 + 1, a.clone())).await;
+    }
+    app.sync().await;
+    // One collections call: nothing was sent that the org would refuse.
+    assert_eq!(collection_calls(&emu), 1, "{:?}", emu.calls());
+    let expect = [
+        ("1", json!("US"), json!("WA"), json!("Washington")),
+        ("2", json!("AU"), json!("WA"), json!("Western Australia")),
+        ("3", json!("CY"), Value::Null, Value::Null),
+        ("4", Value::Null, Value::Null, Value::Null),
+    ];
+    for (id, country, code, state) in expect {
+        let lead = lead_of(&app, &emu, id).await;
+        let get = |k: &str| lead.get(k).cloned().unwrap_or(Value::Null);
+        assert_eq!(get("CountryCode"), country, "{id}: {lead:?}");
+        assert_eq!(get("StateCode"), code, "{id}: {lead:?}");
+        assert_eq!(get("State"), state, "{id}: {lead:?}");
+    }
+    let cy = app.client_state("acme", "3").await;
+    assert!(
+        warned(
+            &cy,
+            "State \"Nicosia\" is not one of this org's states of CY"
+        ),
+        "{cy}"
+    );
+    let ru = app.client_state("acme", "4").await;
+    assert!(
+        warned(&ru, "CountryCode RU is not an active country"),
+        "{ru}"
+    );
+
+    // A move to another country takes the old state away with it.
+    accepted(
+        &app,
+        &secret,
+        &lived_at(
+            1,
+            json!({"country": "Canada", "countryCode": "CA", "state": "Ontario"}),
+        ),
+    )
+    .await;
+    app.sync().await;
+    let lead = lead_of(&app, &emu, "1").await;
+    assert_eq!(lead["CountryCode"], "CA");
+    assert_eq!(lead["StateCode"], "ON");
+    assert_eq!(lead["State"], "Ontario");
+    accepted(
+        &app,
+        &secret,
+        &lived_at(
+            1,
+            json!({"country": "Cyprus", "countryCode": "CY", "state": "Limassol"}),
+        ),
+    )
+    .await;
+    app.sync().await;
+    let lead = lead_of(&app, &emu, "1").await;
+    assert_eq!(lead["CountryCode"], "CY");
+    assert_eq!(lead["StateCode"], Value::Null, "{lead:?}");
+}
+
+#[tokio::test]
+async fn a_country_the_org_refuses_is_remembered_while_describe_is_cached() {
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.allow_insecure_salesforce = true;
+        s.salesforce.describe_ttl = std::time::Duration::from_secs(2);
+    })
+    .await;
+    let emu = Emulator::start(org_with_picklists(&[])).await;
+    let secret = app.connect(&emu, "acme", json!({})).await;
+    let cyprus = json!({"country": "Cyprus", "countryCode": "CY"});
+    accepted(&app, &secret, &lived_at(1, cyprus.clone())).await;
+    app.sync().await;
+    assert_eq!(lead_of(&app, &emu, "1").await["CountryCode"], "CY");
+    // The admin deactivates Cyprus; the cached describe still lists it.
+    emu.set_inactive_countries(&["CY"]);
+    accepted(&app, &secret, &lived_at(2, cyprus.clone())).await;
+    app.sync().await;
+    let s = app.client_state("acme", "2").await;
+    assert_eq!(s["state"], "synced", "{s}");
+    assert!(warned(&s, "CountryCode refused by the org"), "{s}");
+    assert!(emu
+        .lead(s["leadId"].as_str().unwrap())
+        .unwrap()
+        .get("CountryCode")
+        .is_none_or(Value::is_null));
+    // The next clients of Cyprus cost one call, not one per refusal.
+    let before = emu.writes();
+    accepted(&app, &secret, &lived_at(3, cyprus.clone())).await;
+    accepted(&app, &secret, &lived_at(4, cyprus.clone())).await;
+    app.sync().await;
+    assert_eq!(emu.writes(), before + 1, "{:?}", emu.calls());
+    let s = app.client_state("acme", "3").await;
+    assert_eq!(s["state"], "synced", "{s}");
+    assert!(warned(&s, "CountryCode CY is not an active country"), "{s}");
+    // With describe's lifetime the refusal goes: Cyprus, active again, is sent.
+    emu.set_inactive_countries(&[]);
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    accepted(&app, &secret, &lived_at(5, cyprus.clone())).await;
+    app.sync().await;
+    assert_eq!(lead_of(&app, &emu, "5").await["CountryCode"], "CY");
 }

@@ -29,8 +29,13 @@ pub struct OrgConfig {
     pub flow_enabled: bool,
     /// "Middle names" is enabled: Lead has MiddleName.
     pub middle_name: bool,
-    /// "State and Country/Territory Picklists": Lead has CountryCode and StateCode.
+    /// "State and Country/Territory Picklists": Lead has CountryCode and
+    /// StateCode, picklists whose values describe lists (states with
+    /// `validFor` bitmaps over the countries), and the text fields Country and
+    /// State take only integration values (see [`validate_address`]).
     pub country_picklists: bool,
+    /// Countries the admin has not made active: not in describe, refused.
+    pub inactive_countries: Vec<String>,
     /// Custom text fields (API name, length).
     pub custom_fields: Vec<(String, usize)>,
     /// Custom text fields marked External ID.
@@ -145,6 +150,7 @@ impl Default for OrgConfig {
             flow_enabled: true,
             middle_name: false,
             country_picklists: false,
+            inactive_countries: vec![],
             custom_fields: vec![
                 ("B2C_Status__c".into(), 50),
                 ("B2C_Client_Type__c".into(), 50),
@@ -330,6 +336,12 @@ impl Emulator {
     /// Every token issued so far stops working (session timeout).
     pub fn expire_tokens(&self) {
         self.with(|o| o.tokens.clear());
+    }
+
+    /// The admin (de)activates countries: from now on only the others are
+    /// in describe and accepted.
+    pub fn set_inactive_countries(&self, codes: &[&str]) {
+        self.with(|o| o.cfg.inactive_countries = codes.iter().map(|c| c.to_string()).collect());
     }
 
     pub fn fail_next(&self, fault: Fault, times: usize) {
@@ -540,8 +552,34 @@ fn describe(cfg: &OrgConfig) -> Vec<Value> {
         fields.push(text("MiddleName", "string", 40));
     }
     if cfg.country_picklists {
-        fields.push(text("CountryCode", "picklist", 255));
-        fields.push(text("StateCode", "picklist", 255));
+        let countries = active_countries(cfg);
+        let mut country = text("CountryCode", "picklist", 255);
+        country["restrictedPicklist"] = json!(true);
+        country["dependentPicklist"] = json!(false);
+        country["controllerName"] = Value::Null;
+        country["picklistValues"] = countries
+            .iter()
+            .map(|(code, label)| json!({"active": true, "defaultValue": false, "label": label, "validFor": null, "value": code}))
+            .collect();
+        let mut state = text("StateCode", "picklist", 255);
+        state["restrictedPicklist"] = json!(true);
+        state["dependentPicklist"] = json!(true);
+        state["controllerName"] = json!("CountryCode");
+        // validFor: bit i (from the left of the decoded bytes) is the
+        // controller's i-th value.
+        let mut states = Vec::new();
+        for (of, code, label) in STATES {
+            let Some(i) = countries.iter().position(|(c, _)| c == of) else {
+                continue;
+            };
+            let mut bits = vec![0u8; countries.len().div_ceil(8)];
+            bits[i / 8] |= 0x80 >> (i % 8);
+            let valid_for = base64::engine::general_purpose::STANDARD.encode(bits);
+            states.push(json!({"active": true, "defaultValue": false, "label": label, "validFor": valid_for, "value": code}));
+        }
+        state["picklistValues"] = Value::Array(states);
+        fields.push(country);
+        fields.push(state);
     }
     for (name, len) in &cfg.custom_fields {
         fields.push(text(name, "string", *len));
@@ -634,6 +672,139 @@ fn valid_email(v: &str) -> bool {
         && !domain.contains('@')
 }
 
+/// States the emulated org has. A real org ships states for about ten
+/// countries; these are a few of three, with WA in two of them (Washington,
+/// Western Australia), as in a real org.
+pub const STATES: &[(&str, &str, &str)] = &[
+    ("US", "CA", "California"),
+    ("US", "NY", "New York"),
+    ("US", "TX", "Texas"),
+    ("US", "WA", "Washington"),
+    ("CA", "BC", "British Columbia"),
+    ("CA", "ON", "Ontario"),
+    ("CA", "QC", "Quebec"),
+    ("AU", "NSW", "New South Wales"),
+    ("AU", "VIC", "Victoria"),
+    ("AU", "WA", "Western Australia"),
+];
+
+/// A country's integration value: its ISO name as Salesforce spells it.
+pub fn country_label(c: &celes::Country) -> String {
+    match c.alpha2 {
+        "US" => "United States".into(),
+        "GB" => "United Kingdom".into(),
+        _ => c.long_name.trim_start_matches("The ").to_string(),
+    }
+}
+
+/// The active countries, as describe lists them (by name): (code, name).
+fn active_countries(cfg: &OrgConfig) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = celes::Country::get_countries()
+        .iter()
+        .filter(|c| !cfg.inactive_countries.iter().any(|i| i == c.alpha2))
+        .map(|c| (c.alpha2.to_string(), country_label(c)))
+        .collect();
+    out.sort_by(|a, b| a.1.cmp(&b.1));
+    out
+}
+
+fn field_integrity(message: String, field: &str) -> RecErr {
+    RecErr::new("FIELD_INTEGRITY_EXCEPTION", message, &[field])
+}
+
+/// State and Country/Territory Picklists, as Salesforce's field-syncing
+/// logic documents them: a code sets its text to the integration value; a
+/// text alone must be an active integration value and sets the code; a state
+/// must be one of its country's; clearing the country clears the state; a
+/// create with mismatched code and text takes the code's text, an update
+/// with both mismatched is refused.
+fn validate_address(
+    cfg: &OrgConfig,
+    body: &Map<String, Value>,
+    record: &mut Map<String, Value>,
+    creating: bool,
+) -> Result<(), RecErr> {
+    let countries = active_countries(cfg);
+    let text = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
+    let country_problem = "There's a problem with this country, even though it may appear correct. Please select a country/territory from the list of valid countries.";
+    let state_problem = "There's a problem with this state, even though it may appear correct. Please select a state from the list of valid states.";
+    if let Some(v) = body.get("CountryCode") {
+        match v.as_str() {
+            None => {
+                for k in ["Country", "StateCode", "State"] {
+                    record.insert(k.into(), Value::Null);
+                }
+            }
+            Some(code) => {
+                let Some((_, label)) = countries.iter().find(|(c, _)| c == code) else {
+                    return Err(field_integrity(format!("The CountryCode field contains {code}, which isn't an available country/territory. Your administrator can add it for you."), "CountryCode"));
+                };
+                if !creating && text("Country").is_some_and(|t| &t != label) {
+                    return Err(field_integrity(country_problem.into(), "Country"));
+                }
+                record.insert("Country".into(), json!(label));
+            }
+        }
+    } else if let Some(v) = body.get("Country") {
+        match v.as_str() {
+            None => {
+                for k in ["CountryCode", "StateCode", "State"] {
+                    record.insert(k.into(), Value::Null);
+                }
+            }
+            Some(t) => match countries.iter().find(|(_, l)| l == t) {
+                Some((code, _)) => {
+                    record.insert("CountryCode".into(), json!(code));
+                }
+                None => return Err(field_integrity(country_problem.into(), "Country")),
+            },
+        }
+    }
+    let country = record
+        .get("CountryCode")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let states: Vec<(&str, &str)> = STATES
+        .iter()
+        .filter(|(of, _, _)| Some(*of) == country.as_deref())
+        .map(|(_, code, label)| (*code, *label))
+        .collect();
+    if let Some(v) = body.get("StateCode") {
+        match v.as_str() {
+            None => {
+                record.insert("State".into(), Value::Null);
+            }
+            Some(code) => {
+                let Some((_, label)) = states.iter().find(|(c, _)| *c == code) else {
+                    return Err(field_integrity(format!("The StateCode field contains {code}, which isn't an available state. Your administrator can add it for you."), "StateCode"));
+                };
+                if !creating && text("State").is_some_and(|t| t != *label) {
+                    return Err(field_integrity(state_problem.into(), "State"));
+                }
+                record.insert("State".into(), json!(label));
+            }
+        }
+    } else if let Some(v) = body.get("State") {
+        match v.as_str() {
+            None => {
+                record.insert("StateCode".into(), Value::Null);
+            }
+            Some(t) => match states.iter().find(|(_, l)| *l == t) {
+                Some((code, _)) => {
+                    record.insert("StateCode".into(), json!(code));
+                }
+                None => return Err(field_integrity(state_problem.into(), "State")),
+            },
+        }
+    } else if let Some(kept) = record.get("StateCode").and_then(Value::as_str) {
+        // The country changed under a state it does not have.
+        if !states.iter().any(|(c, _)| *c == kept) {
+            return Err(field_integrity(state_problem.into(), "StateCode"));
+        }
+    }
+    Ok(())
+}
+
 /// Checks `body` against the org's Lead and returns the record it makes.
 fn validate(
     cfg: &OrgConfig,
@@ -706,22 +877,9 @@ fn validate(
             }
         }
     }
-    if cfg.country_picklists {
-        let code = body.get("CountryCode").and_then(Value::as_str);
-        match code {
-            Some(c) => match celes::Country::from_alpha2(c) {
-                Ok(country) if c.len() == 2 && c.chars().all(|ch| ch.is_ascii_uppercase()) => {
-                    record.insert("Country".into(), Value::String(country.long_name.to_string()));
-                }
-                _ => errs.push(RecErr::new("FIELD_INTEGRITY_EXCEPTION", "There's a problem with this country, even though it may appear correct. Please select a country/territory from the list of valid countries.", &["CountryCode"])),
-            },
-            None => {
-                if let Some(name) = body.get("Country").and_then(Value::as_str) {
-                    if celes::Country::from_name(name).is_err() && celes::Country::from_alias(name).is_err() {
-                        errs.push(RecErr::new("FIELD_INTEGRITY_EXCEPTION", "There's a problem with this country, even though it may appear correct. Please select a country/territory from the list of valid countries.", &["Country"]));
-                    }
-                }
-            }
+    if cfg.country_picklists && errs.is_empty() {
+        if let Err(e) = validate_address(cfg, body, &mut record, creating) {
+            errs.push(e);
         }
     }
     if !errs.is_empty() {
