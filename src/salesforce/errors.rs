@@ -32,6 +32,8 @@ pub mod codes {
         "INSERT_UPDATE_DELETE_NOT_ALLOWED_DURING_MAINTENANCE";
     // leadbridge's own
     pub const TIMEOUT: &str = "TIMEOUT";
+    /// leadbridge's own database could not be read in the middle of a write.
+    pub const STORE_UNAVAILABLE: &str = "STORE_UNAVAILABLE";
     pub const CONNECTION_ERROR: &str = "CONNECTION_ERROR";
     pub const CONFIGURATION: &str = "CONFIGURATION";
     pub const TOO_MANY_REJECTIONS: &str = "TOO_MANY_REJECTIONS";

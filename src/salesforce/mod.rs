@@ -70,6 +70,9 @@ impl Credentials {
 pub struct Token {
     access_token: SecretString,
     pub instance_url: String,
+    /// The user the token acts as (the run-as user), from the answer's `id`
+    /// URL (`…/id/{orgId}/{userId}`).
+    pub user_id: Option<String>,
 }
 
 impl std::fmt::Debug for Token {
@@ -204,6 +207,8 @@ pub fn parse_limit_info(header: &str) -> Option<(i64, i64)> {
 struct TokenAnswer {
     access_token: String,
     instance_url: String,
+    #[serde(default)]
+    id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -335,9 +340,16 @@ impl Salesforce {
                 message: format!("the token answer's instance_url {why}"),
             })?;
         tracing::info!(domain = %c.domain_url, "salesforce token fetched");
+        let user_id = answer
+            .id
+            .as_deref()
+            .and_then(|url| url.trim_end_matches('/').rsplit('/').next())
+            .filter(|id| is_record_id(id))
+            .map(str::to_string);
         Ok(Token {
             access_token: SecretString::from(answer.access_token),
             instance_url,
+            user_id,
         })
     }
 
@@ -546,18 +558,10 @@ impl Salesforce {
     /// records, which `query` does not. One API call.
     pub async fn merged_into(&self, c: &Credentials, id: &str) -> Result<Option<String>, Failure> {
         // Ids are 15 or 18 letters and digits: nothing else reaches the SOQL.
-        if !(id.len() == 15 || id.len() == 18) || !id.chars().all(|ch| ch.is_ascii_alphanumeric()) {
+        if !is_record_id(id) {
             return Ok(None);
         }
         let soql = format!("SELECT Id, IsDeleted, MasterRecordId FROM Lead WHERE Id = '{id}'");
-        let path = format!("queryAll/?q={}", urlencode(&soql));
-        let (_, bytes) = self
-            .send(c, Op::Query, Method::GET, &path, None, None)
-            .await?;
-        #[derive(Deserialize)]
-        struct Answer {
-            records: Vec<Row>,
-        }
         #[derive(Deserialize)]
         struct Row {
             #[serde(rename = "IsDeleted")]
@@ -565,17 +569,68 @@ impl Salesforce {
             #[serde(rename = "MasterRecordId")]
             master_record_id: Option<String>,
         }
-        let answer: Answer = serde_json::from_slice(&bytes).map_err(|e| {
+        let rows: Vec<Row> = self.query(c, "queryAll", &soql).await?;
+        Ok(rows
+            .into_iter()
+            .find(|r| r.is_deleted)
+            .and_then(|r| r.master_record_id))
+    }
+
+    /// The Leads this connection's user created at or after `since` whose
+    /// fields equal `matching` (`None`: the field is empty), oldest first.
+    /// SOQL compares text without regard to case. One API call.
+    pub async fn created_since(
+        &self,
+        c: &Credentials,
+        since: chrono::DateTime<chrono::Utc>,
+        matching: &[(&str, Option<&str>)],
+    ) -> Result<Vec<String>, Failure> {
+        let mut soql = String::from("SELECT Id FROM Lead WHERE ");
+        if let Some(user) = self.token(c).await?.user_id.as_deref() {
+            soql.push_str(&format!("CreatedById = '{user}' AND "));
+        }
+        soql.push_str(&format!(
+            "CreatedDate >= {}",
+            since.format("%Y-%m-%dT%H:%M:%SZ")
+        ));
+        for (field, value) in matching {
+            match value {
+                Some(v) => soql.push_str(&format!(" AND {field} = '{}'", soql_escape(v))),
+                None => soql.push_str(&format!(" AND {field} = null")),
+            }
+        }
+        soql.push_str(" ORDER BY CreatedDate");
+        #[derive(Deserialize)]
+        struct Row {
+            #[serde(rename = "Id")]
+            id: String,
+        }
+        let rows: Vec<Row> = self.query(c, "query", &soql).await?;
+        Ok(rows.into_iter().map(|r| r.id).collect())
+    }
+
+    /// `GET {resource}/?q=…` (`query` or `queryAll`): the answer's records.
+    async fn query<T: serde::de::DeserializeOwned>(
+        &self,
+        c: &Credentials,
+        resource: &str,
+        soql: &str,
+    ) -> Result<Vec<T>, Failure> {
+        let path = format!("{resource}/?q={}", urlencode(soql));
+        let (_, bytes) = self
+            .send(c, Op::Query, Method::GET, &path, None, None)
+            .await?;
+        #[derive(Deserialize)]
+        struct Answer<T> {
+            records: Vec<T>,
+        }
+        let answer: Answer<T> = serde_json::from_slice(&bytes).map_err(|e| {
             Failure::transient(
                 errors::codes::BAD_QUERY_ANSWER,
                 format!("unreadable query answer: {e}"),
             )
         })?;
-        Ok(answer
-            .records
-            .into_iter()
-            .find(|r| r.is_deleted)
-            .and_then(|r| r.master_record_id))
+        Ok(answer.records)
     }
 
     /// `POST sobjects/Lead/` → 201 with the new id.
@@ -803,6 +858,30 @@ fn transport(e: reqwest::Error) -> Failure {
     Failure::transient(code, e.without_url().to_string())
 }
 
+/// A Salesforce record id: 15 or 18 letters and digits.
+fn is_record_id(id: &str) -> bool {
+    (id.len() == 15 || id.len() == 18) && id.chars().all(|ch| ch.is_ascii_alphanumeric())
+}
+
+/// A SOQL string literal's content, with the escapes SOQL documents.
+fn soql_escape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for ch in v.chars() {
+        match ch {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes())
         .collect::<String>()
@@ -856,6 +935,16 @@ mod tests {
             .unwrap()
             .picklists
             .is_none());
+    }
+
+    #[test]
+    fn soql_text_is_escaped_as_soql_documents() {
+        assert_eq!(super::soql_escape("O'Brien"), "O\\'Brien");
+        assert_eq!(super::soql_escape("a\\b\"c\nd\te"), "a\\\\b\\\"c\\nd\\te");
+        // What cannot end the literal passes as it is.
+        assert_eq!(super::soql_escape("x' OR Name != '"), "x\\' OR Name != \\'");
+        assert!(super::is_record_id("005xx000001Sv6AAAE"));
+        assert!(!super::is_record_id("005' OR Id != '"));
     }
 
     #[test]

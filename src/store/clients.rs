@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 
 use super::dialect::{in_list, IN_CHUNK};
 use super::rows::{
-    backlog_from_rows, claim_from_row, client_from_row, BACKLOG_CLIENTS, BACKLOG_EVENTS,
+    backlog_from_rows, claim_from_row, client_from_row, Cols, BACKLOG_CLIENTS, BACKLOG_EVENTS,
 };
 use super::{to_millis, Backlog, Claim, Store, StoreError};
 use crate::domain::{ClientRecord, ClientState, ClientUpdate, NextAttempt, SyncError};
@@ -300,6 +300,24 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())
+    }
+
+    /// The client of a connection that holds Lead `lead_id`, if any. Not
+    /// indexed: asked only when a create's answer was lost.
+    pub async fn lead_holder(
+        &self,
+        connection_id: &ConnectionId,
+        lead_id: &str,
+    ) -> Result<Option<ClientId>, StoreError> {
+        sqlx::query(
+            "SELECT client_id FROM clients WHERE connection_id = $1 AND lead_id = $2 LIMIT 1",
+        )
+        .bind(connection_id)
+        .bind(lead_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|row| row.text("client_id").map(ClientId::from_stored))
+        .transpose()
     }
 
     /// The records of these clients of a connection (unknown ones are left out).

@@ -207,6 +207,16 @@ impl Worker {
                     None => to_write.push(job),
                 }
             }
+            // A create whose answer may have been lost is looked up before it
+            // is sent again, one client at a time, each recorded before the
+            // next, so two clients never take the same Lead.
+            let (lost, to_write): (Vec<Job>, Vec<Job>) = to_write
+                .into_iter()
+                .partition(|j| plan::create_may_be_lost(&j.client, upserts));
+            for job in lost {
+                let attempt = self.write_bounded(&conn, &job, None).await;
+                self.conclude(&conn, vec![(job, attempt)]).await?;
+            }
             if to_write.len() > 1 {
                 outcomes.extend(self.write_batched(&conn, to_write).await);
             } else {

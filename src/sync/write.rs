@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use super::outcome::Attempt;
-use super::plan::{choose, save_options, Call, Job};
+use super::plan::{self, choose, save_options, Call, Job};
 use super::{Worker, MAX_ROUNDS};
 use crate::domain::{ClientRecord, Connection, DuplicatePolicy};
 use crate::mapping::{self, Form, Merge, Target};
@@ -227,6 +227,19 @@ impl Worker {
             asked_alone: false,
             sent: Map::new(),
         };
+        if plan::create_may_be_lost(client, st.upsert_field.is_some()) {
+            match self.find_lost_create(conn, &creds, client, m, &st).await {
+                Ok(Some(id)) => {
+                    st.notes.push(format!(
+                        "found the Lead {id} that an earlier create made (its answer was lost); it is updated, not created again"
+                    ));
+                    st.lead_id = Some(id);
+                    st.adopted = true;
+                }
+                Ok(None) => {}
+                Err(f) => return Attempt::Failed(f),
+            }
+        }
         if let Some(f) = first {
             // The body the collections call carried: rendered as the batch did.
             let (form, _) = choose(st.upsert_field, st.lead_id.as_deref(), st.company_sent);
@@ -456,6 +469,49 @@ const REFUSED_FOR_ALL: [&str; 2] = [
 ];
 
 impl Worker {
+    /// A create whose answer was lost may have made the Lead: look for one
+    /// this connection's user created since the first failed attempt began
+    /// (a call lasts at most half the lease), with the LastName, Email and
+    /// Company that create carried, that no other client holds. One API call.
+    async fn find_lost_create(
+        &self,
+        conn: &Connection,
+        creds: &Credentials,
+        client: &ClientRecord,
+        m: &Merge,
+        st: &Mending<'_>,
+    ) -> Result<Option<String>, Failure> {
+        let refused = st.describe.refused.snapshot();
+        let body = mapping::lead(
+            Form::Create,
+            m,
+            &target(conn, &st.describe, &st.exclude, &refused),
+        )
+        .body;
+        let value = |f: &str| body.get(f).and_then(Value::as_str);
+        let matching: Vec<(&str, Option<&str>)> = ["LastName", "Email", "Company"]
+            .into_iter()
+            .map(|f| (f, value(f)))
+            .collect();
+        let began = client.first_failure_at.unwrap_or_else(|| self.clock.now());
+        let slack = chrono::Duration::from_std(self.settings.lease / 2).unwrap_or_default()
+            + chrono::Duration::seconds(60);
+        let found = self
+            .salesforce
+            .created_since(creds, began - slack, &matching)
+            .await?;
+        for id in found {
+            let holder = self.store.lead_holder(&conn.id, &id).await.map_err(|e| {
+                tracing::warn!(error = %e, "lost-create lookup could not read the store");
+                Failure::transient(codes::STORE_UNAVAILABLE, "the database could not be read")
+            })?;
+            if holder.is_none() {
+                return Ok(Some(id));
+            }
+        }
+        Ok(None)
+    }
+
     /// The known Lead is gone: if a user merged it, the client follows it to
     /// the surviving Lead (found with `queryAll`); if it was deleted, the
     /// client forgets it, to be created again.

@@ -613,3 +613,84 @@ async fn state_and_country_picklists_follow_the_documented_syncing_logic() {
     .unwrap();
     refused(res, "StateCode").await;
 }
+
+#[tokio::test]
+async fn query_finds_leads_by_creator_date_and_fields_and_refuses_other_soql() {
+    let emu = Emulator::start(OrgConfig::default()).await;
+    let t = token(&emu).await;
+    let made = |body: Value| {
+        let emu = &emu;
+        let t = &t;
+        async move {
+            let res = rest(emu, reqwest::Method::POST, "sobjects/Lead/", t)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), StatusCode::CREATED);
+            res.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let a = made(json!({"LastName": "O'Brien", "Company": "C", "Email": "ob@x.io"})).await;
+    let b = made(json!({"LastName": "o'brien", "Company": "C"})).await;
+    let imported =
+        emu.insert_lead(json!({"LastName": "O'Brien", "Company": "C", "Email": "ob@x.io"}));
+    let gone = made(json!({"LastName": "O'Brien", "Company": "C", "Email": "ob@x.io"})).await;
+    emu.delete_lead(&gone);
+    let since = (chrono::Utc::now() - chrono::Duration::minutes(5)).format("%Y-%m-%dT%H:%M:%SZ");
+    let ask = |soql: String| {
+        let emu = &emu;
+        let t = &t;
+        async move {
+            let url = format!(
+                "query/?q={}",
+                url::form_urlencoded::byte_serialize(soql.as_bytes()).collect::<String>()
+            );
+            rest(emu, reqwest::Method::GET, &url, t)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let ids = |res: reqwest::Response| async move {
+        assert_eq!(res.status(), StatusCode::OK);
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["done"], true);
+        assert_eq!(body["totalSize"], body["records"].as_array().unwrap().len());
+        body["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                assert_eq!(r["attributes"]["type"], "Lead");
+                r["Id"].as_str().unwrap().to_string()
+            })
+            .collect::<Vec<_>>()
+    };
+    let user = crate::emulator::RUN_AS_USER;
+    // Text compares without regard to case; the import (another user, a
+    // month ago) and the deleted Lead are not found.
+    let q = format!("SELECT Id FROM Lead WHERE CreatedById = '{user}' AND CreatedDate >= {since} AND LastName = 'O\\'BRIEN' AND Email = 'ob@x.io' ORDER BY CreatedDate");
+    assert_eq!(ids(ask(q).await).await, std::slice::from_ref(&a));
+    let q = format!("SELECT Id FROM Lead WHERE CreatedDate >= {since} AND LastName = 'O\\'Brien' AND Email = null");
+    assert_eq!(ids(ask(q).await).await, [b]);
+    let q = "SELECT Id FROM Lead WHERE LastName = 'O\\'Brien' AND Email = 'ob@x.io' ORDER BY CreatedDate"
+        .to_string();
+    assert_eq!(ids(ask(q).await).await, [imported, a], "oldest first");
+    // What a real org would refuse is refused.
+    for bad in [
+        format!("SELECT Id FROM Lead WHERE CreatedDate >= '{since}'"),
+        "SELECT Id FROM Lead WHERE LastName = O'Brien".to_string(),
+        "SELECT Id, Name FROM Lead WHERE LastName = 'x'".to_string(),
+        "SELECT Id FROM Lead WHERE LastName = 'x' AND".to_string(),
+        "SELECT Id FROM Lead WHERE LastName = 'x".to_string(),
+    ] {
+        let res = ask(bad.clone()).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{bad}");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body[0]["errorCode"], "MALFORMED_QUERY", "{bad}");
+    }
+}

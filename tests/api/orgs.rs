@@ -597,11 +597,19 @@ async fn a_lost_create_without_an_external_id_is_caught_by_an_alert_rule_with_ad
     assert_eq!(lead["Email"], "jane@x.io");
 }
 
-/// The limit the README states: without an external id and without a
-/// duplicate rule to adopt from, the create is sent again and the org holds
-/// two Leads for the client.
+fn queries(emu: &Emulator) -> usize {
+    emu.calls()
+        .iter()
+        .filter(|(m, p)| m == "GET" && p.starts_with("query/"))
+        .count()
+}
+
+/// Without an external id, the retry first asks for a Lead this user created
+/// since the lost call began, with the LastName, Email and Company it carried:
+/// the Lead the lost create made is updated, not made a second time, whether
+/// or not a duplicate rule would have caught it.
 #[tokio::test]
-async fn a_lost_create_without_an_external_id_or_a_rule_to_adopt_from_is_a_second_lead() {
+async fn a_lost_create_without_an_external_id_is_found_and_not_made_twice() {
     for (org, extra) in [
         (OrgConfig::default(), json!({})),
         (
@@ -612,8 +620,49 @@ async fn a_lost_create_without_an_external_id_or_a_rule_to_adopt_from_is_a_secon
         let (app, emu) = spawn_impatient(org).await;
         let s = write_through_a_lost_answer(&app, &emu, extra.clone()).await;
         assert_eq!(s["state"], "synced", "{extra}: {s}");
-        assert_eq!(leads_with_email(&emu, "jane@x.io"), 2, "{extra}");
+        assert_eq!(
+            leads_with_email(&emu, "jane@x.io"),
+            1,
+            "{extra}: {:?}",
+            emu.leads()
+        );
+        assert!(warned(&s, "its answer was lost"), "{s}");
+        assert_eq!(queries(&emu), 1, "one lookup: {:?}", emu.calls());
+        let soql = emu.org.lock().unwrap().soql.clone();
+        assert!(
+            soql[0].contains(&format!("CreatedById = '{}'", crate::emulator::RUN_AS_USER))
+                && soql[0].contains("Email = 'jane@x.io'")
+                && soql[0].contains("Company = 'Acme Ltd'"),
+            "{soql:?}"
+        );
+        let lead = emu.lead(s["leadId"].as_str().unwrap()).unwrap();
+        assert_eq!(lead["Email"], "jane@x.io");
     }
+}
+
+#[tokio::test]
+async fn the_lookup_takes_no_lead_another_client_holds_and_none_it_did_not_create() {
+    let (app, emu) = spawn_impatient(OrgConfig::default()).await;
+    // Jane as an import left her a month ago, by another user.
+    let import = emu
+        .insert_lead(json!({"LastName": "Undefined", "Company": "Acme Ltd", "Email": "jane@x.io"}));
+    let secret = app.connect(&emu, "acme", json!({})).await;
+    // Client 2 is Jane's twin in B2CORE, with a Lead of its own.
+    accepted(&app, &secret, &client(2, json!({"email": "jane@x.io"}))).await;
+    app.sync().await;
+    let twin = app.client_state("acme", "2").await["leadId"].clone();
+    emu.fail_next(Fault::AnswerLost, 1);
+    accepted(&app, &secret, &client(1, json!({"email": "jane@x.io"}))).await;
+    app.sync().await;
+    assert_eq!(app.client_state("acme", "1").await["state"], "retrying");
+    app.clock.advance(chrono::Duration::seconds(5));
+    app.sync().await;
+    let s = app.client_state("acme", "1").await;
+    assert_eq!(s["state"], "synced", "{s}");
+    assert_ne!(s["leadId"], twin);
+    assert_ne!(s["leadId"], import.as_str());
+    assert!(warned(&s, "its answer was lost"), "{s}");
+    assert_eq!(leads_with_email(&emu, "jane@x.io"), 3, "{:?}", emu.leads());
 }
 
 fn org_with_picklists(inactive: &[&str]) -> OrgConfig {

@@ -74,7 +74,14 @@ pub enum DuplicateAction {
 }
 
 /// The owner of a Lead no assignment rule ran on: the app's run-as user.
-pub const RUN_AS_USER: &str = "005xx000001Sv6AAE";
+pub const RUN_AS_USER: &str = "005xx000001Sv6AAAE";
+/// The user who imported the Leads [`Emulator::insert_lead`] puts in the org.
+pub const IMPORT_USER: &str = "005xx000001ImpUAAA";
+
+/// A datetime as Salesforce answers it: `2026-12-03T06:50:12.000+0000`.
+fn sf_datetime(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string()
+}
 
 /// What the request's headers ask of a save.
 #[derive(Debug, Clone, Copy)]
@@ -233,6 +240,8 @@ pub struct Org {
     pub app_calls: u64,
     /// Every REST call: (method, path after the version).
     pub calls: Vec<(String, String)>,
+    /// The SOQL of every `query` and `queryAll` call.
+    pub soql: Vec<String>,
     faults: VecDeque<Fault>,
     pub outage: bool,
     /// While set, the token endpoint answers 307 to this URL (a hostile or
@@ -408,6 +417,9 @@ impl Emulator {
             record.insert("Id".into(), Value::String(id.clone()));
             record.insert("IsConverted".into(), Value::Bool(false));
             record.insert("OwnerId".into(), Value::String(RUN_AS_USER.into()));
+            record.insert("CreatedById".into(), Value::String(IMPORT_USER.into()));
+            let month_ago = chrono::Utc::now() - chrono::Duration::days(30);
+            record.insert("CreatedDate".into(), json!(sf_datetime(month_ago)));
             o.store_lead(&id, record);
             id
         })
@@ -524,7 +536,7 @@ async fn token(req: HttpRequest, body: web::Bytes, s: web::Data<Shared>) -> Http
         "signature": "c2lnbmF0dXJl",
         "scope": "api",
         "instance_url": o.instance_url.clone().unwrap_or_else(|| s.base.clone()),
-        "id": format!("{}/id/00Dxx0000000001EAA/005xx000001Sv6AAE", s.base),
+        "id": format!("{}/id/00Dxx0000000001EAA/005xx000001Sv6AAAE", s.base),
         "token_type": "Bearer",
         "issued_at": issued,
         "api_instance_url": format!("{}/api", s.base),
@@ -970,6 +982,8 @@ impl Org {
             _ => RUN_AS_USER.to_string(),
         };
         record.insert("OwnerId".into(), Value::String(owner));
+        record.insert("CreatedById".into(), Value::String(RUN_AS_USER.into()));
+        record.insert("CreatedDate".into(), json!(sf_datetime(chrono::Utc::now())));
         let id = self.new_id();
         record.insert("Id".into(), Value::String(id.clone()));
         record.insert("IsConverted".into(), Value::Bool(false));
@@ -1300,6 +1314,8 @@ async fn rest(
     };
     let mut res = if method == "GET" && tail.trim_end_matches('/') == "queryAll" {
         query_all(&s.org, req.query_string())
+    } else if method == "GET" && tail.trim_end_matches('/') == "query" {
+        query(&s.org, req.query_string())
     } else {
         route(&s.org, &method, &tail, parsed, ctx)
     };
@@ -1360,6 +1376,186 @@ fn query_all(org: &Arc<Mutex<Org>>, query: &str) -> HttpResponse {
                 "MasterRecordId": o.merged_into.get(id)})
         })
         .into_iter()
+        .collect();
+    HttpResponse::Ok().json(json!({"totalSize": records.len(), "done": true, "records": records}))
+}
+
+/// One SOQL token: a word, a quoted string (escapes decoded), or an operator.
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    Word(String),
+    Text(String),
+    Op(String),
+}
+
+fn soql_tokens(q: &str) -> Option<Vec<Tok>> {
+    let mut out = Vec::new();
+    let mut chars = q.chars().peekable();
+    while let Some(&c) = chars.peek() {
+        if c.is_whitespace() {
+            chars.next();
+        } else if c == '\'' {
+            chars.next();
+            let mut text = String::new();
+            loop {
+                match chars.next()? {
+                    '\'' => break,
+                    '\\' => text.push(match chars.next()? {
+                        'n' => '\n',
+                        'r' => '\r',
+                        't' => '\t',
+                        'b' => '\u{8}',
+                        'f' => '\u{c}',
+                        c @ ('\'' | '"' | '\\') => c,
+                        _ => return None,
+                    }),
+                    c => text.push(c),
+                }
+            }
+            out.push(Tok::Text(text));
+        } else if "=<>!".contains(c) {
+            let mut op = String::new();
+            while let Some(&c) = chars.peek().filter(|c| "=<>!".contains(**c)) {
+                op.push(c);
+                chars.next();
+            }
+            out.push(Tok::Op(op));
+        } else if c == ',' {
+            chars.next();
+            out.push(Tok::Op(",".into()));
+        } else {
+            let mut word = String::new();
+            while let Some(&c) = chars
+                .peek()
+                .filter(|c| !c.is_whitespace() && !"'=<>!,".contains(**c))
+            {
+                word.push(c);
+                chars.next();
+            }
+            out.push(Tok::Word(word));
+        }
+    }
+    Some(out)
+}
+
+/// `GET query/?q=…`: the emulator knows the query a lost create's lookup
+/// makes: `SELECT Id FROM Lead WHERE cond (AND cond)* [ORDER BY CreatedDate]`
+/// where a cond is `CreatedById = '…'`, `CreatedDate >= 2026-12-03T06:00:00Z`
+/// (a datetime literal, never quoted) or `LastName|Email|Company = '…'|null`.
+/// Text compares without regard to case, as SOQL's does; deleted Leads are
+/// not seen. Anything else is `MALFORMED_QUERY`.
+fn query(org: &Arc<Mutex<Org>>, query: &str) -> HttpResponse {
+    let q = url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "q")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    let malformed = || {
+        error(
+            StatusCode::BAD_REQUEST,
+            "MALFORMED_QUERY",
+            &format!("unexpected token in: {q}"),
+            &[],
+        )
+    };
+    org.lock().unwrap().soql.push(q.clone());
+    let Some(toks) = soql_tokens(&q) else {
+        return malformed();
+    };
+    let word =
+        |i: usize, w: &str| matches!(toks.get(i), Some(Tok::Word(x)) if x.eq_ignore_ascii_case(w));
+    if !(word(0, "SELECT")
+        && word(1, "Id")
+        && word(2, "FROM")
+        && word(3, "Lead")
+        && word(4, "WHERE"))
+    {
+        return malformed();
+    }
+    enum Cond {
+        Eq(String, Option<String>),
+        Since(chrono::DateTime<chrono::Utc>),
+    }
+    let mut conds = Vec::new();
+    let mut i = 5;
+    loop {
+        let (Some(Tok::Word(field)), Some(Tok::Op(op)), Some(value)) =
+            (toks.get(i), toks.get(i + 1), toks.get(i + 2))
+        else {
+            return malformed();
+        };
+        let cond = match (field.as_str(), op.as_str(), value) {
+            ("CreatedDate", ">=", Tok::Word(dt)) => {
+                match chrono::DateTime::parse_from_rfc3339(dt) {
+                    Ok(t) => Cond::Since(t.with_timezone(&chrono::Utc)),
+                    Err(_) => return malformed(),
+                }
+            }
+            ("CreatedById" | "LastName" | "Email" | "Company", "=", Tok::Text(v)) => {
+                Cond::Eq(field.clone(), Some(v.clone()))
+            }
+            ("LastName" | "Email" | "Company", "=", Tok::Word(w))
+                if w.eq_ignore_ascii_case("null") =>
+            {
+                Cond::Eq(field.clone(), None)
+            }
+            _ => return malformed(),
+        };
+        conds.push(cond);
+        i += 3;
+        if word(i, "AND") {
+            i += 1;
+            continue;
+        }
+        break;
+    }
+    let ordered = word(i, "ORDER") && word(i + 1, "BY") && word(i + 2, "CreatedDate");
+    if ordered {
+        i += 3;
+    }
+    if i != toks.len() {
+        return malformed();
+    }
+    let o = org.lock().unwrap();
+    let mut rows: Vec<(&String, &Map<String, Value>)> = o
+        .leads
+        .iter()
+        .filter(|(id, _)| !o.deleted.contains(*id))
+        .filter(|(_, lead)| {
+            conds.iter().all(|c| match c {
+                Cond::Eq(field, want) => {
+                    let have = lead
+                        .get(field)
+                        .and_then(Value::as_str)
+                        .filter(|v| !v.is_empty());
+                    match (have, want) {
+                        (Some(h), Some(w)) => h.eq_ignore_ascii_case(w),
+                        (None, None) => true,
+                        _ => false,
+                    }
+                }
+                Cond::Since(t) => lead
+                    .get("CreatedDate")
+                    .and_then(Value::as_str)
+                    .and_then(|d| {
+                        chrono::DateTime::parse_from_str(d, "%Y-%m-%dT%H:%M:%S%.3f%z").ok()
+                    })
+                    .is_some_and(|d| d >= *t),
+            })
+        })
+        .collect();
+    if ordered {
+        rows.sort_by_key(|(id, lead)| {
+            (
+                lead.get("CreatedDate")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+                (*id).clone(),
+            )
+        });
+    }
+    let records: Vec<Value> = rows
+        .into_iter()
+        .map(|(id, _)| json!({"attributes": {"type": "Lead", "url": format!("/services/data/v62.0/sobjects/Lead/{id}")}, "Id": id}))
         .collect();
     HttpResponse::Ok().json(json!({"totalSize": records.len(), "done": true, "records": records}))
 }
