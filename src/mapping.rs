@@ -588,6 +588,17 @@ mod tests {
     }
 
     fn render(form: Form, events: &[Pending], fields: Option<&LeadFields>) -> Lead {
+        render_with(form, events, fields, None, &Refused::new())
+    }
+
+    /// `events` rendered for Acme Ltd with this test module's mapping.
+    fn render_with(
+        form: Form,
+        events: &[Pending],
+        fields: Option<&LeadFields>,
+        picklists: Option<&AddressPicklists>,
+        refused: &Refused,
+    ) -> Lead {
         let m = merge(&Known::default(), events);
         let map = mapping();
         let none = BTreeSet::new();
@@ -599,8 +610,8 @@ mod tests {
                 mapping: &map,
                 fields,
                 exclude: &none,
-                picklists: None,
-                refused: &Refused::new(),
+                picklists,
+                refused,
             },
         )
     }
@@ -855,28 +866,12 @@ mod tests {
 
     fn render_picklists(form: Form, address: Value, refused: &Refused) -> Lead {
         let (org, lists) = picklist_org();
-        let m = merge(
-            &Known::default(),
-            &[pending(
-                1,
-                "2026-01-01T00:00:00Z",
-                json!({"addresses": [address]}),
-            )],
-        );
-        let map = mapping();
-        let none = BTreeSet::new();
-        lead(
-            form,
-            &m,
-            &Target {
-                company: Some("Acme Ltd"),
-                mapping: &map,
-                fields: Some(&org),
-                picklists: Some(&lists),
-                exclude: &none,
-                refused,
-            },
-        )
+        let ev = [pending(
+            1,
+            "2026-01-01T00:00:00Z",
+            json!({"addresses": [address]}),
+        )];
+        render_with(form, &ev, Some(&org), Some(&lists), refused)
     }
 
     fn address_of(out: &Lead) -> Value {
@@ -968,29 +963,13 @@ mod tests {
     fn a_value_the_org_refused_before_is_not_sent_again() {
         let mut org = standard_org();
         org.insert("B2C_Status__c".into(), field(50, "picklist"));
-        let map = mapping();
-        let none = BTreeSet::new();
         let refused = Refused::from([("B2C_Status__c".to_string(), Some("Gold".to_string()))]);
-        let m = merge(
-            &Known::default(),
-            &[pending(
-                1,
-                "2026-01-01T00:00:00Z",
-                json!({"status": {"name": "Gold"}, "email": "a@b.io"}),
-            )],
-        );
-        let out = lead(
-            Form::Create,
-            &m,
-            &Target {
-                company: Some("A"),
-                mapping: &map,
-                fields: Some(&org),
-                picklists: None,
-                exclude: &none,
-                refused: &refused,
-            },
-        );
+        let ev = [pending(
+            1,
+            "2026-01-01T00:00:00Z",
+            json!({"status": {"name": "Gold"}, "email": "a@b.io"}),
+        )];
+        let out = render_with(Form::Create, &ev, Some(&org), None, &refused);
         assert!(!out.body.contains_key("B2C_Status__c"), "{out:?}");
         assert_eq!(out.body["Email"], "a@b.io");
         assert!(out
