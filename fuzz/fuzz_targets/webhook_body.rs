@@ -2,10 +2,10 @@
 //! bodies: never panics on any input.
 #![no_main]
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use leadbridge::domain::FieldMapping;
-use leadbridge::mapping::{self, Form, Known, Pending, Target};
+use leadbridge::mapping::{self, AddressPicklists, FieldInfo, Form, Known, Pending, Refused, Target};
 use leadbridge::webhook::{event, Parsed};
 use libfuzzer_sys::fuzz_target;
 
@@ -26,17 +26,51 @@ fuzz_target!(|data: &[u8]| {
         verification_level: None,
     };
     let none = BTreeSet::new();
-    let target = Target {
-        company: Some("Acme"),
-        mapping: &field_mapping,
-        fields: None,
-        exclude: &none,
+    let refused = Refused::from([("CountryCode".to_string(), Some("CY".to_string()))]);
+    // An org with State and Country/Territory Picklists: two countries, one
+    // of them with a state.
+    let text = |kind: &str, length| FieldInfo {
+        createable: true,
+        updateable: true,
+        length,
+        kind: kind.into(),
     };
-    let create = mapping::lead(Form::Create, &merge, &target);
-    let _ = mapping::lead(Form::Update, &merge, &target);
-    // LastName and Company are required on every create.
-    assert!(create.body.contains_key("LastName"));
-    assert!(create.body.contains_key("Company"));
+    let org: HashMap<String, FieldInfo> = [
+        ("LastName", text("string", 80)),
+        ("Company", text("string", 255)),
+        ("Email", text("email", 80)),
+        ("State", text("string", 80)),
+        ("Country", text("string", 80)),
+        ("CountryCode", text("picklist", 255)),
+        ("StateCode", text("picklist", 255)),
+    ]
+    .into_iter()
+    .map(|(n, f)| (n.to_string(), f))
+    .collect();
+    let lists = AddressPicklists {
+        countries: BTreeMap::from([
+            ("CY".into(), "Cyprus".into()),
+            ("US".into(), "United States".into()),
+        ]),
+        states: BTreeMap::from([("US".into(), BTreeMap::from([("WA".into(), "Washington".into())]))]),
+    };
+    for (fields, picklists) in [(None, None), (Some(&org), Some(&lists))] {
+        let target = Target {
+            company: Some("Acme"),
+            mapping: &field_mapping,
+            fields,
+            picklists,
+            exclude: &none,
+            refused: &refused,
+        };
+        let create = mapping::lead(Form::Create, &merge, &target);
+        let _ = mapping::lead(Form::Update, &merge, &target);
+        // LastName and Company are required on every create.
+        assert!(create.body.contains_key("LastName"));
+        assert!(create.body.contains_key("Company"));
+        // With picklists no State text is ever sent: the org would refuse it.
+        assert!(picklists.is_none() || !create.body.contains_key("State"));
+    }
     // What was merged survives a round trip through the store's JSON.
     let known = serde_json::to_string(&merge.merged).unwrap();
     let _: Known = serde_json::from_str(&known).unwrap();
