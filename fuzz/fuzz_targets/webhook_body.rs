@@ -5,7 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use leadbridge::domain::FieldMapping;
-use leadbridge::mapping::{self, AddressPicklists, FieldInfo, Form, Known, Pending, Refused, Target};
+use leadbridge::mapping::{
+    self, AddressPicklists, FieldInfo, Form, Known, Pending, Refused, Target,
+};
 use leadbridge::webhook::{event, Parsed};
 use libfuzzer_sys::fuzz_target;
 
@@ -52,7 +54,10 @@ fuzz_target!(|data: &[u8]| {
             ("CY".into(), "Cyprus".into()),
             ("US".into(), "United States".into()),
         ]),
-        states: BTreeMap::from([("US".into(), BTreeMap::from([("WA".into(), "Washington".into())]))]),
+        states: BTreeMap::from([(
+            "US".into(),
+            BTreeMap::from([("WA".into(), "Washington".into())]),
+        )]),
     };
     for (fields, picklists) in [(None, None), (Some(&org), Some(&lists))] {
         let target = Target {
