@@ -224,16 +224,23 @@ async fn an_upload_is_stored_while_it_streams_and_kept_if_it_breaks_off() {
         kept, 1200,
         "every complete line is kept, the broken one is not"
     );
-    // The job says where it stopped (its id is in the log line about it).
-    let logs = crate::helpers::captured_logs();
-    let line = logs
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|l| {
-            l["fields"]["message"] == "backfill interrupted"
-                && l["fields"]["connection"] == "stream-cut"
-        })
-        .expect("an `interrupted` log line");
+    // The job says where it stopped (its id is in the log line about it,
+    // written just after the lines are stored).
+    let mut line = None;
+    for _ in 0..100 {
+        line = crate::helpers::captured_logs()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|l| {
+                l["fields"]["message"] == "backfill interrupted"
+                    && l["fields"]["connection"] == "stream-cut"
+            });
+        if line.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let line = line.expect("an `interrupted` log line within 5 s");
     let id = line["fields"]["job_id"].as_str().unwrap();
     let stopped = job(&app, "stream-cut", id).await;
     assert_eq!(stopped["state"], "interrupted", "{stopped}");
