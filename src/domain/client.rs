@@ -61,6 +61,10 @@ pub struct ClientRecord {
     pub known: String,
     pub company_sent: bool,
     pub pending_events: u32,
+    /// When a create of its Lead was first sent without a confirmation since:
+    /// set before the call, kept while its answer may have been lost (a
+    /// timeout, a broken connection, a crash), cleared by any other outcome.
+    pub create_sent_at: Option<DateTime<Utc>>,
 }
 
 /// When a client is next due after an attempt.
@@ -88,6 +92,9 @@ pub struct ClientUpdate {
     pub warnings: Vec<String>,
     pub known: String,
     pub company_sent: bool,
+    /// Whether the create mark stays: this attempt's create (if it sent one)
+    /// may have been carried out unheard, or no call answered anything.
+    pub create_unconfirmed: bool,
     /// These events (by `seq`) are done: confirmed by Salesforce, or skipped.
     /// Listed one by one: with concurrent writers, sequence order is not commit
     /// order, so "everything up to the highest seq read" could include an

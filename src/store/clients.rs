@@ -144,8 +144,9 @@ impl Store {
                 "UPDATE clients SET state = $1, lead_id = $2, attempts = $3, first_failure_at = $4,
                 last_error_code = $5, last_error_message = $6, last_synced_at = $7, warnings = $8,
                 known = $9, company_sent = $10, updated_at = $11, lease_owner = NULL,
-                lease_until = NULL
-             WHERE connection_id = $12 AND client_id = $13 AND lease_owner = $14",
+                lease_until = NULL,
+                create_sent_at = CASE WHEN $12 THEN create_sent_at ELSE NULL END
+             WHERE connection_id = $13 AND client_id = $14 AND lease_owner = $15",
             )
             .bind(u.state.as_str())
             .bind(&u.lead_id)
@@ -158,6 +159,7 @@ impl Store {
             .bind(&u.known)
             .bind(u.company_sent)
             .bind(now)
+            .bind(u.create_unconfirmed)
             .bind(&claim.connection_id)
             .bind(&claim.client_id)
             .bind(owner)
@@ -300,6 +302,29 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())
+    }
+
+    /// Marks that a create of these clients' Leads is about to be sent (the
+    /// first time is kept), so a crash or a lost answer is known afterwards.
+    pub async fn mark_creates_sent(
+        &self,
+        connection_id: &ConnectionId,
+        client_ids: &[ClientId],
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        for chunk in client_ids.chunks(IN_CHUNK) {
+            let sql = self.dialect.positional(format!(
+                "UPDATE clients SET create_sent_at = COALESCE(create_sent_at, $1)
+                 WHERE connection_id = $2 AND lead_id IS NULL AND client_id IN {}",
+                in_list(3, chunk.len())
+            ));
+            let mut q = sqlx::query(&sql).bind(to_millis(at)).bind(connection_id);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            q.execute(&self.pool).await?;
+        }
+        Ok(())
     }
 
     /// The client of a connection that holds Lead `lead_id`, if any. Not

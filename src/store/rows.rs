@@ -135,6 +135,7 @@ pub(crate) fn client_from_row(row: &impl Cols) -> Result<ClientRecord, StoreErro
             .map_err(|e| StoreError::Corrupt(format!("warnings: {e}")))?,
         known: row.text("known")?,
         company_sent: row.flag("company_sent")?,
+        create_sent_at: time("create_sent_at")?,
         pending_events: row.int("pending_events")? as u32,
     })
 }

@@ -59,6 +59,8 @@ pub fn outcome(
         warnings: client.warnings.clone(),
         known: client.known.clone(),
         company_sent: client.company_sent,
+        // Kept unless Salesforce answered: Deferred and NothingToSend made no call.
+        create_unconfirmed: true,
         processed: Vec::new(),
     };
     match attempt {
@@ -75,6 +77,7 @@ pub fn outcome(
             u.warnings = warnings;
             u.known = merged;
             u.company_sent = true;
+            u.create_unconfirmed = false;
             u.processed = read.to_vec();
         }
         Attempt::NothingToSend => {
@@ -86,6 +89,7 @@ pub fn outcome(
         }
         Attempt::Converted { message } => {
             u.state = ClientState::Converted;
+            u.create_unconfirmed = false;
             u.last_error = Some(SyncError {
                 code: codes::CANNOT_UPDATE_CONVERTED_LEAD.into(),
                 message,
@@ -94,6 +98,7 @@ pub fn outcome(
         }
         Attempt::Failed(failure) => {
             u.attempts = client.attempts + 1;
+            u.create_unconfirmed = ANSWER_MAY_BE_LOST.contains(&failure.code());
             let since = *u.first_failure_at.get_or_insert(now);
             let failing_for = (now - since).to_std().unwrap_or_default();
             let permanent = matches!(failure, Failure::Permanent { .. });
@@ -112,6 +117,10 @@ pub fn outcome(
     }
     u
 }
+
+/// Failures after which a call may have been carried out unheard: it timed
+/// out or its connection broke, perhaps after Salesforce committed.
+const ANSWER_MAY_BE_LOST: [&str; 2] = [codes::TIMEOUT, codes::CONNECTION_ERROR];
 
 #[cfg(test)]
 mod tests {
@@ -140,7 +149,33 @@ mod tests {
             known: "{}".into(),
             company_sent: true,
             pending_events: 1,
+            create_sent_at: None,
         }
+    }
+
+    #[test]
+    fn the_create_mark_stays_only_while_an_answer_may_have_been_lost() {
+        let c = client(ClientState::Pending);
+        let mark = |attempt: Attempt| {
+            outcome(&c, attempt, &Known::default(), &[1], rules(), now(), 0.5).create_unconfirmed
+        };
+        assert!(mark(Attempt::Failed(Failure::transient("TIMEOUT", "t"))));
+        assert!(mark(Attempt::Failed(Failure::transient(
+            "CONNECTION_ERROR",
+            "c"
+        ))));
+        assert!(mark(Attempt::Deferred), "no call made: kept as it is");
+        assert!(
+            !mark(transient()),
+            "Salesforce answered: nothing was created"
+        );
+        assert!(!mark(Attempt::Written {
+            lead_id: "00Q2".into(),
+            warnings: vec![]
+        }));
+        assert!(!mark(Attempt::Converted {
+            message: "c".into()
+        }));
     }
 
     fn now() -> DateTime<Utc> {

@@ -8,7 +8,6 @@ use chrono::{DateTime, Utc};
 use super::outcome::Attempt;
 use crate::domain::{ClientId, ClientRecord, ClientState, Connection, DuplicatePolicy};
 use crate::mapping::{self, Form, Known, Merge, Pending};
-use crate::salesforce::errors::codes;
 use crate::salesforce::{Batch, SaveOptions};
 use crate::store::{Claim, Store, StoreError, StoredEvent};
 use crate::webhook::{event, Parsed};
@@ -79,19 +78,11 @@ pub(super) fn save_options(conn: &Connection, form: Form) -> SaveOptions {
     }
 }
 
-/// Failures after which a create may have been carried out unheard: the
-/// call timed out or its connection broke, perhaps after Salesforce committed.
-const ANSWER_MAY_BE_LOST: [&str; 2] = [codes::TIMEOUT, codes::CONNECTION_ERROR];
-
-/// Whether the client's last attempt was a create (no Lead Id, no external
-/// id to upsert by) whose answer may have been lost.
+/// Whether a create of the client's Lead (no Lead Id, no external id to
+/// upsert by) was sent and never answered: its answer was lost, or the
+/// process stopped during the call. The Lead may exist.
 pub(super) fn create_may_be_lost(client: &ClientRecord, upserts: bool) -> bool {
-    !upserts
-        && client.lead_id.is_none()
-        && client
-            .last_error
-            .as_ref()
-            .is_some_and(|e| ANSWER_MAY_BE_LOST.contains(&e.code.as_str()))
+    !upserts && client.lead_id.is_none() && client.create_sent_at.is_some()
 }
 
 impl Job {

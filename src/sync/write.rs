@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use super::outcome::Attempt;
 use super::plan::{self, choose, save_options, Call, Job};
 use super::{Worker, MAX_ROUNDS};
-use crate::domain::{ClientRecord, Connection, DuplicatePolicy};
+use crate::domain::{ClientId, ClientRecord, Connection, DuplicatePolicy};
 use crate::mapping::{self, Form, Merge, Target};
 use crate::salesforce::errors::codes;
 use crate::salesforce::{Batch, Credentials, Failure, LeadDescribe, SaveOptions, MAX_BATCH};
@@ -103,6 +103,20 @@ impl Worker {
             let mut items = items.into_iter().peekable();
             while items.peek().is_some() {
                 let chunk: Vec<(Job, mapping::Lead)> = items.by_ref().take(MAX_BATCH).collect();
+                if batch == Batch::Create {
+                    let ids: Vec<ClientId> = chunk
+                        .iter()
+                        .map(|(j, _)| j.client.client_id.clone())
+                        .collect();
+                    if let Err(f) = self.mark_creates_sent(conn, &ids).await {
+                        outcomes.extend(
+                            chunk
+                                .into_iter()
+                                .map(|(j, _)| (j, Attempt::Failed(f.clone()))),
+                        );
+                        continue;
+                    }
+                }
                 outcomes.extend(self.write_chunk(conn, &creds, (&batch, save), chunk).await);
             }
         }
@@ -231,7 +245,7 @@ impl Worker {
             match self.find_lost_create(conn, &creds, client, m, &st).await {
                 Ok(Some(id)) => {
                     st.notes.push(format!(
-                        "found the Lead {id} that an earlier create made (its answer was lost); it is updated, not created again"
+                        "found the Lead {id} that an earlier create made (its answer never came); it is updated, not created again"
                     ));
                     st.lead_id = Some(id);
                     st.adopted = true;
@@ -277,7 +291,13 @@ impl Worker {
                         .await
                 }
                 Call::Update { id } => self.salesforce.update(&creds, id, &lead.body, save).await,
-                Call::Create => self.salesforce.create(&creds, &lead.body, save).await,
+                Call::Create => match self
+                    .mark_creates_sent(conn, std::slice::from_ref(&client.client_id))
+                    .await
+                {
+                    Ok(()) => self.salesforce.create(&creds, &lead.body, save).await,
+                    Err(f) => Err(f),
+                },
             };
             match result {
                 Ok(written) => {
@@ -461,6 +481,15 @@ fn target<'a>(
     }
 }
 
+/// The store failed in the middle of a write: the client is tried again.
+fn store_failure(e: crate::store::StoreError) -> Failure {
+    tracing::warn!(error = %e, "the store could not be read or written during a write");
+    Failure::transient(
+        codes::STORE_UNAVAILABLE,
+        "the database could not be read or written",
+    )
+}
+
 /// Refusals of a value that any client would meet: the org has no such
 /// country, state or picklist value.
 const REFUSED_FOR_ALL: [&str; 2] = [
@@ -493,23 +522,32 @@ impl Worker {
             .into_iter()
             .map(|f| (f, value(f)))
             .collect();
-        let began = client.first_failure_at.unwrap_or_else(|| self.clock.now());
-        let slack = chrono::Duration::from_std(self.settings.lease / 2).unwrap_or_default()
-            + chrono::Duration::seconds(60);
+        // The mark is set before the call; allow for the clocks' skew.
+        let began = client.create_sent_at.unwrap_or_else(|| self.clock.now());
+        let slack = chrono::Duration::seconds(60);
         let found = self
             .salesforce
             .created_since(creds, began - slack, &matching)
             .await?;
         for id in found {
-            let holder = self.store.lead_holder(&conn.id, &id).await.map_err(|e| {
-                tracing::warn!(error = %e, "lost-create lookup could not read the store");
-                Failure::transient(codes::STORE_UNAVAILABLE, "the database could not be read")
-            })?;
+            let holder = self
+                .store
+                .lead_holder(&conn.id, &id)
+                .await
+                .map_err(store_failure)?;
             if holder.is_none() {
                 return Ok(Some(id));
             }
         }
         Ok(None)
+    }
+
+    /// Records that creates of these clients' Leads go out now, before they do.
+    async fn mark_creates_sent(&self, conn: &Connection, ids: &[ClientId]) -> Result<(), Failure> {
+        self.store
+            .mark_creates_sent(&conn.id, ids, self.clock.now())
+            .await
+            .map_err(store_failure)
     }
 
     /// The known Lead is gone: if a user merged it, the client follows it to

@@ -626,7 +626,7 @@ async fn a_lost_create_without_an_external_id_is_found_and_not_made_twice() {
             "{extra}: {:?}",
             emu.leads()
         );
-        assert!(warned(&s, "its answer was lost"), "{s}");
+        assert!(warned(&s, "its answer never came"), "{s}");
         assert_eq!(queries(&emu), 1, "one lookup: {:?}", emu.calls());
         let soql = emu.org.lock().unwrap().soql.clone();
         assert!(
@@ -661,7 +661,7 @@ async fn the_lookup_takes_no_lead_another_client_holds_and_none_it_did_not_creat
     assert_eq!(s["state"], "synced", "{s}");
     assert_ne!(s["leadId"], twin);
     assert_ne!(s["leadId"], import.as_str());
-    assert!(warned(&s, "its answer was lost"), "{s}");
+    assert!(warned(&s, "its answer never came"), "{s}");
     assert_eq!(leads_with_email(&emu, "jane@x.io"), 3, "{:?}", emu.leads());
 }
 

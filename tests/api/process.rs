@@ -1079,3 +1079,101 @@ async fn the_salesforce_timeout_is_the_configured_one() {
     }
     assert_eq!(emu.lead_count(), 1);
 }
+
+#[tokio::test]
+async fn a_create_in_flight_when_the_process_is_killed_is_looked_up_not_made_twice() {
+    use crate::emulator::{Emulator, Fault, OrgConfig};
+    let emu = Emulator::start(OrgConfig::default()).await;
+    let target = Target::new().await;
+    let port = free_port();
+    // No externalIdField: every first write is a create.
+    let env = [
+        ("LEADBRIDGE_ALLOW_INSECURE_SALESFORCE", "true"),
+        ("LEADBRIDGE_LEASE_SECS", "10"),
+        ("LEADBRIDGE_SALESFORCE_TIMEOUT_SECS", "5"),
+    ];
+    let mut svc = Service::start_with(&target, port, "first.log", &env);
+    svc.wait_ready().await;
+    let token = svc.admin_token();
+    let created = svc
+        .create_connection(emulator_connection(&emu, json!({})))
+        .await;
+    let secret = created["webhookSecret"].as_str().unwrap().to_string();
+    let client = |id: u32| {
+        json!({"type": "client.created", "occurredAt": "2026-12-01T10:00:00Z",
+               "data": {"clientId": id, "email": format!("c{id}@x.io"), "info": {"lastName": "Doe"}}})
+    };
+    let base = svc.base.clone();
+    let state = |id: u32| {
+        let base = base.clone();
+        let token = token.clone();
+        async move {
+            reqwest::Client::new()
+                .get(format!("{base}/v1/connections/acme/clients/{id}"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    // A first client, so the token and describe are fetched before the fault.
+    assert_eq!(
+        svc.post_event(&secret, "e-9", &client(9)).await.status(),
+        202
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while state(9).await["state"] != "synced" {
+        assert!(Instant::now() < deadline, "warm-up: {}", svc.logs());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The create commits in Salesforce; its answer is held past the kill.
+    emu.fail_next(Fault::AnswerLost, 1);
+    assert_eq!(
+        svc.post_event(&secret, "e-1", &client(1)).await.status(),
+        202
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while emu.lead_count() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the create never came: {}",
+            svc.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    svc.kill9();
+
+    let mut svc = Service::start_with(&target, port, "second.log", &env);
+    svc.wait_ready().await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let s = loop {
+        let s = state(1).await;
+        if s["state"] == "synced" {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not synced after restart: {s} {}",
+            svc.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let same: Vec<_> = emu
+        .leads()
+        .into_iter()
+        .filter(|l| l["Email"] == "c1@x.io")
+        .collect();
+    assert_eq!(same.len(), 1, "{same:?}");
+    assert_eq!(s["leadId"], same[0]["Id"], "{s}");
+    assert!(
+        s["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("its answer never came")),
+        "{s}"
+    );
+}

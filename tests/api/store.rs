@@ -67,6 +67,7 @@ fn synced(processed: Vec<i64>) -> ClientUpdate {
         warnings: vec![],
         known: "{}".into(),
         company_sent: true,
+        create_unconfirmed: false,
         processed,
     }
 }
@@ -594,4 +595,73 @@ fn new_event(conn: &ConnectionId, client: &str, key: &str, now: DateTime<Utc>) -
         job_id: None,
         signed_digest: None,
     }
+}
+
+#[tokio::test]
+async fn a_create_mark_keeps_its_first_time_and_only_a_lost_answer_keeps_it() {
+    let (_db, store, now) = setup().await;
+    let conn = connection(store.as_ref(), "acme", true, now).await;
+    event(store.as_ref(), &conn, "c1", "k1", now).await;
+    let mark_at = |t| {
+        let store = store.clone();
+        let conn = conn.clone();
+        async move {
+            store
+                .mark_creates_sent(&conn, &[cid("c1")], t)
+                .await
+                .unwrap()
+        }
+    };
+    let mark_of = || {
+        let store = store.clone();
+        let conn = conn.clone();
+        async move {
+            let c = store.client(&conn, &cid("c1")).await.unwrap().unwrap();
+            c.create_sent_at.map(|t| t.timestamp_millis())
+        }
+    };
+    assert_eq!(mark_of().await, None);
+    mark_at(now).await;
+    mark_at(now + Duration::seconds(30)).await;
+    assert_eq!(
+        mark_of().await,
+        Some(now.timestamp_millis()),
+        "the first send counts"
+    );
+    let claim = |owner: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .claim_due(
+                    now + Duration::hours(1),
+                    owner,
+                    now + Duration::hours(2),
+                    10,
+                )
+                .await
+                .unwrap()
+                .remove(0)
+        }
+    };
+    let mut lost = synced(vec![]);
+    lost.state = ClientState::Retrying;
+    lost.lead_id = None;
+    lost.create_unconfirmed = true;
+    lost.next = NextAttempt::At(now);
+    let c = claim("a").await;
+    assert!(store.finish_client(&c, "a", &lost, now).await.unwrap());
+    assert_eq!(
+        mark_of().await,
+        Some(now.timestamp_millis()),
+        "kept across a lost answer"
+    );
+    let c = claim("b").await;
+    assert!(store
+        .finish_client(&c, "b", &synced(vec![]), now)
+        .await
+        .unwrap());
+    assert_eq!(mark_of().await, None, "an answer clears it");
+    // A client with a Lead is never marked.
+    mark_at(now).await;
+    assert_eq!(mark_of().await, None);
 }
