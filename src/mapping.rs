@@ -298,6 +298,10 @@ pub struct Target<'a> {
 
 impl Target<'_> {
     fn refuses(&self, field: &str, value: &str) -> bool {
+        // Nearly always empty: no key is built for the common case.
+        if self.refused.is_empty() {
+            return false;
+        }
         self.refused.contains(&(field.to_string(), None))
             || self
                 .refused

@@ -180,6 +180,19 @@ impl Service {
         req.send().await.unwrap()
     }
 
+    /// Client `id` of connection `acme`, as the admin API shows it.
+    async fn client_state(&self, id: u32) -> Value {
+        reqwest::Client::new()
+            .get(format!("{}/v1/connections/acme/clients/{id}", self.base))
+            .bearer_auth(self.admin_token())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -1042,22 +1055,10 @@ async fn the_salesforce_timeout_is_the_configured_one() {
     let body = json!({"type": "client.created", "occurredAt": "2026-12-01T10:00:00Z",
                       "data": {"clientId": 7, "email": "c7@x.io", "info": {"lastName": "L7"}}});
     assert_eq!(svc.post_event(&secret, "t-1", &body).await.status(), 202);
-    let client = reqwest::Client::new();
-    let read = || async {
-        client
-            .get(format!("{}/v1/connections/acme/clients/7", svc.base))
-            .bearer_auth(svc.admin_token())
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap()
-    };
     // Each call takes 1.5 s against a 1 s timeout: the client waits, not dead.
     let deadline = Instant::now() + Duration::from_secs(20);
     let seen = loop {
-        let s = read().await;
+        let s = svc.client_state(7).await;
         if !s["lastError"].is_null() {
             break s;
         }
@@ -1070,7 +1071,7 @@ async fn the_salesforce_timeout_is_the_configured_one() {
     emu.set_latency(Duration::from_millis(200));
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let s = read().await;
+        let s = svc.client_state(7).await;
         if s["state"] == "synced" {
             break;
         }
@@ -1094,7 +1095,6 @@ async fn a_create_in_flight_when_the_process_is_killed_is_looked_up_not_made_twi
     ];
     let mut svc = Service::start_with(&target, port, "first.log", &env);
     svc.wait_ready().await;
-    let token = svc.admin_token();
     let created = svc
         .create_connection(emulator_connection(&emu, json!({})))
         .await;
@@ -1103,29 +1103,13 @@ async fn a_create_in_flight_when_the_process_is_killed_is_looked_up_not_made_twi
         json!({"type": "client.created", "occurredAt": "2026-12-01T10:00:00Z",
                "data": {"clientId": id, "email": format!("c{id}@x.io"), "info": {"lastName": "Doe"}}})
     };
-    let base = svc.base.clone();
-    let state = |id: u32| {
-        let base = base.clone();
-        let token = token.clone();
-        async move {
-            reqwest::Client::new()
-                .get(format!("{base}/v1/connections/acme/clients/{id}"))
-                .bearer_auth(token)
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        }
-    };
     // A first client, so the token and describe are fetched before the fault.
     assert_eq!(
         svc.post_event(&secret, "e-9", &client(9)).await.status(),
         202
     );
     let deadline = Instant::now() + Duration::from_secs(20);
-    while state(9).await["state"] != "synced" {
+    while svc.client_state(9).await["state"] != "synced" {
         assert!(Instant::now() < deadline, "warm-up: {}", svc.logs());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -1150,7 +1134,7 @@ async fn a_create_in_flight_when_the_process_is_killed_is_looked_up_not_made_twi
     svc.wait_ready().await;
     let deadline = Instant::now() + Duration::from_secs(60);
     let s = loop {
-        let s = state(1).await;
+        let s = svc.client_state(1).await;
         if s["state"] == "synced" {
             break s;
         }
