@@ -9,19 +9,29 @@
 //! answer out per request, and nothing else crosses threads. On PostgreSQL
 //! it is a task writing through the pool.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{Inserted, NewEvent, SqliteWriter, Store, StoreError};
+use crate::store::{Checkpointer, Inserted, NewEvent, SqliteWriter, Store, StoreError};
 
 /// Events committed together, at most.
 const MAX_BATCH: usize = 512;
 
-/// How often the SQLite log is checkpointed (the committer never does it, so
-/// its commits do not wait for one).
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+/// How often the SQLite log is checkpointed beside the committer (whose
+/// commits do not wait for it).
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(25);
+
+/// The log's length, in 4 KiB frames, at which it is started over (about
+/// 16 MiB; see [`SqliteWriter::restart_log`]).
+const RESTART_FRAMES: i64 = 4096;
+
+/// Frames the committer may be left to copy when it starts the log over:
+/// the checkpointer copies again until what arrived during its last pass is
+/// no more than this, so that the committer's pause is short.
+const RESTART_LEFT: i64 = 256;
 
 /// How often the committer logs how many webhooks it stored (each one is
 /// logged at debug only).
@@ -45,15 +55,13 @@ impl Ingest {
             Some(writer) => {
                 let checkpointer = writer.checkpointer()?;
                 let running = queue.downgrade();
-                spawn("leadbridge-committer", move || commit_thread(writer, rx))?;
+                let restart = Arc::new(AtomicBool::new(false));
+                let restart_asked = restart.clone();
+                spawn("leadbridge-committer", move || {
+                    commit_thread(writer, rx, &restart_asked)
+                })?;
                 spawn("leadbridge-checkpoint", move || {
-                    // Until the service stops taking webhooks.
-                    while running.upgrade().is_some() {
-                        std::thread::sleep(CHECKPOINT_EVERY);
-                        if let Err(e) = checkpointer.run() {
-                            tracing::warn!(error = %e, "checkpointing the SQLite log failed; tried again later");
-                        }
-                    }
+                    checkpoint_thread(&checkpointer, &running, &restart)
                 })?;
             }
             None => {
@@ -83,7 +91,47 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), StoreError
         .map_err(|e| StoreError::Unavailable(sqlx::Error::Io(e)))
 }
 
-fn commit_thread(mut writer: SqliteWriter, mut rx: Queue) {
+/// Checkpoints the log every [`CHECKPOINT_EVERY`] until the service stops
+/// taking webhooks (`running` can no longer be upgraded). Once the log has
+/// grown to [`RESTART_FRAMES`], it copies again until little is left, then
+/// asks the committer to copy the rest and start the log over.
+fn checkpoint_thread(
+    checkpointer: &Checkpointer,
+    running: &mpsc::WeakSender<(NewEvent, Reply)>,
+    restart: &AtomicBool,
+) {
+    let warn = |e: StoreError| tracing::warn!(error = %e, "checkpointing the SQLite log failed; tried again later");
+    while running.upgrade().is_some() {
+        std::thread::sleep(CHECKPOINT_EVERY);
+        let mut log = match checkpointer.run() {
+            Ok(log) => log,
+            Err(e) => {
+                warn(e);
+                continue;
+            }
+        };
+        if !log.needs_restart(RESTART_FRAMES) {
+            continue;
+        }
+        // Each pass copies what was committed during the one before.
+        for _ in 0..8 {
+            match checkpointer.run() {
+                Ok(next) if next.frames - log.frames > RESTART_LEFT => log = next,
+                Ok(_) => break,
+                Err(e) => {
+                    warn(e);
+                    break;
+                }
+            }
+        }
+        restart.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Commits batches until the service stops taking webhooks; between two
+/// batches, once their requests are answered, it starts the log over when
+/// the checkpointer asks.
+fn commit_thread(mut writer: SqliteWriter, mut rx: Queue, restart: &AtomicBool) {
     let mut tally = Tally::default();
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
@@ -103,6 +151,11 @@ fn commit_thread(mut writer: SqliteWriter, mut rx: Queue) {
                     let one = writer.insert_events(std::slice::from_ref(event));
                     tally.answer_one(event, reply, one);
                 }
+            }
+        }
+        if restart.swap(false, Ordering::Relaxed) {
+            if let Err(e) = writer.restart_log() {
+                tracing::warn!(error = %e, "checkpointing the SQLite log failed; tried again later");
             }
         }
     }

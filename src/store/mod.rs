@@ -21,7 +21,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 pub use dialect::Dialect;
-pub use sqlite_writer::{Checkpointer, SqliteWriter};
+pub use sqlite_writer::{Checkpointer, LogState, SqliteWriter};
 
 use crate::domain::{ClientId, ClientState, ConnectionId, ConnectionName};
 
@@ -190,9 +190,12 @@ impl From<sqlx::Error> for StoreError {
 
 /// Every connection to an SQLite file, the pool's and the committer's: WAL
 /// with synchronous=FULL, so a commit that returned survives a process crash
-/// and a power cut; a writer waits up to 10 s for another.
+/// and a power cut; a writer waits up to 10 s for another. A log that grew
+/// (a long read kept it from being copied) is cut back to 64 MiB when it
+/// starts over.
 const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
-    PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;";
+    PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;
+    PRAGMA journal_size_limit = 67108864;";
 
 /// Connections each replica keeps to PostgreSQL.
 pub const POSTGRES_POOL_SIZE: u32 = 16;

@@ -36,6 +36,17 @@ impl SqliteWriter {
         Ok(Self { conn })
     }
 
+    /// Copies the rest of the log into the database file, between commits:
+    /// with no write in progress the copy reaches the log's end, so the next
+    /// commit starts the log over, writing it in place instead of appending
+    /// to a file that would otherwise grow for as long as webhooks keep
+    /// arriving. Most of the log is copied by the [`Checkpointer`] already;
+    /// this copies what was committed since its last pass, and waits for one
+    /// fsync of the database file.
+    pub fn restart_log(&mut self) -> Result<LogState, StoreError> {
+        passive_checkpoint(&self.conn)
+    }
+
     /// A connection that checkpoints the write-ahead log for this writer.
     pub fn checkpointer(&self) -> Result<Checkpointer, StoreError> {
         let path = self.conn.path().map(PathBuf::from).unwrap_or_default();
@@ -127,8 +138,7 @@ impl SqliteWriter {
 }
 
 /// Copies committed pages of the write-ahead log into the database file, on
-/// its own thread, so that the log does not grow without end while the
-/// committer never checkpoints.
+/// its own thread, so that the committer's commits never wait for the copy.
 pub struct Checkpointer {
     conn: Connection,
 }
@@ -136,11 +146,38 @@ pub struct Checkpointer {
 impl Checkpointer {
     /// A passive checkpoint: it copies what it can without waiting for or
     /// blocking the writers and readers.
-    pub fn run(&self) -> Result<(), StoreError> {
-        self.conn
-            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-            .map_err(unavailable)
+    pub fn run(&self) -> Result<LogState, StoreError> {
+        passive_checkpoint(&self.conn)
     }
+}
+
+/// The write-ahead log after a checkpoint, in frames (pages).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogState {
+    /// Frames in the log since it last started from its beginning.
+    pub frames: i64,
+    /// Of those, frames copied into the database file.
+    pub copied: i64,
+}
+
+impl LogState {
+    /// Whether the log has grown to `frames` since it last started over.
+    /// SQLite starts it over only when a write transaction begins with the
+    /// whole log copied; under a steady stream of commits that moment never
+    /// comes, since each one begins before the checkpointer's copy ends.
+    pub fn needs_restart(&self, frames: i64) -> bool {
+        self.frames >= frames
+    }
+}
+
+fn passive_checkpoint(conn: &Connection) -> Result<LogState, StoreError> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+        Ok(LogState {
+            frames: r.get(1)?,
+            copied: r.get(2)?,
+        })
+    })
+    .map_err(unavailable)
 }
 
 /// A connection to the file with the pool's pragmas.
