@@ -9,7 +9,6 @@ use leadbridge::configuration::{
 use leadbridge::startup::Application;
 
 fn main() -> ExitCode {
-    limit_malloc_arenas();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -129,13 +128,10 @@ fn redact_url(url: &str) -> String {
     }
 }
 
-/// glibc gives busy threads their own malloc arenas, which fragments memory in
-/// a threaded server (measured: peak RSS 68 MiB syncing 100,000 clients). Two
-/// arenas keep it lower at no measured cost in throughput.
-fn limit_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only tunes the allocator; called before any thread starts.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-    }
-}
+/// mimalloc instead of glibc's malloc: per-thread heaps without the arena
+/// locks the committer and the HTTP workers contended on (ingest measured
+/// 13–24% faster). Without transparent huge pages (`no_thp`), whose 2 MiB
+/// pages raised the peak RSS of a 100,000-client sync to 93 MiB; glibc's
+/// own per-thread arenas had reached 68 MiB there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
