@@ -394,6 +394,32 @@ async fn wrk_leadbridge(
     run
 }
 
+/// leadbridge's CPU per request by thread, in both runs: the committer is one
+/// thread, so 1 s over its share per request bounds the rate.
+fn thread_rows(full: &wrk::Run, half: &wrk::Run) {
+    println!("| leadbridge thread | CPU µs/request, as fast | CPU µs/request, half rate |");
+    println!("|---|---|---|");
+    let per_request = |r: &wrk::Run, name: &str| {
+        r.threads.get(name).unwrap_or(&0.0) * 1e6 / r.requests.max(1) as f64
+    };
+    for name in full.threads.keys() {
+        let (f, h) = (per_request(full, name), per_request(half, name));
+        if f >= 0.5 || h >= 0.5 {
+            println!("| {name} | {f:.1} | {h:.1} |");
+        }
+    }
+    if let Some(committer) = full.threads.get("leadbridge-comm") {
+        let us = committer * 1e6 / full.requests.max(1) as f64;
+        println!(
+            "\nThe committer, one thread, spent {us:.1} µs a request: at most {:.0} requests/s \
+             at that cost.\n",
+            1e6 / us
+        );
+    } else {
+        println!();
+    }
+}
+
 fn wrk_row(name: &str, r: &wrk::Run) {
     println!(
         "| {name} | {:.0} | {:.2} | {:.2} | {:.0} | {:.2} |",
@@ -517,6 +543,7 @@ async fn ingest() {
             "\nleadbridge / bare = **{:.0}%**\n",
             100.0 * full.rate() / bare.rate()
         );
+        thread_rows(&full, &half);
         drop(lb);
         if let (Some(server), Some(db)) = (&pg, db) {
             drop_postgres(server, &db).await;

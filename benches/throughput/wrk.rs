@@ -3,6 +3,7 @@
 //! (signatures expire after 300 s), replayed by a Lua script, optionally paced
 //! to a fixed rate. The server's CPU time is read from /proc around the run.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -126,7 +127,7 @@ impl Requests {
 }
 
 /// What one wrk run measured.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Run {
     pub requests: u64,
     pub secs: f64,
@@ -139,6 +140,8 @@ pub struct Run {
     pub server_cpu: f64,
     /// CPU seconds wrk spent.
     pub wrk_cpu: f64,
+    /// CPU seconds the server spent, by thread name.
+    pub threads: BTreeMap<String, f64>,
 }
 
 impl Run {
@@ -154,11 +157,35 @@ impl Run {
 /// CPU seconds (user + system, all threads) of process `pid` so far.
 pub fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the command (which may hold spaces) in parentheses.
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = rest.split(' ').collect();
+    stat_cpu(&stat).1
+}
+
+/// CPU seconds of each thread of process `pid` so far, summed by thread name
+/// (its actix workers share one).
+pub fn thread_cpu(pid: u32) -> BTreeMap<String, f64> {
+    let mut by_name = BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return by_name;
+    };
+    for task in tasks.flatten() {
+        // A thread may end between the listing and the read.
+        if let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) {
+            let (name, secs) = stat_cpu(&stat);
+            *by_name.entry(name.to_string()).or_insert(0.0) += secs;
+        }
+    }
+    by_name
+}
+
+/// The command name and CPU seconds (user + system) in a `/proc/…/stat` line.
+fn stat_cpu(stat: &str) -> (&str, f64) {
+    // The command (which may hold spaces) is in parentheses.
+    let open = stat.find('(').unwrap();
+    let close = stat.rfind(')').unwrap();
+    let f: Vec<&str> = stat[close + 2..].split(' ').collect();
     let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
-    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+    let secs = ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (&stat[open + 1..close], secs)
 }
 
 /// Runs wrk (1 thread, `connections` connections) at `url` for `duration`,
@@ -193,9 +220,14 @@ pub fn run(
         None => cmd.env_remove("WRK_RATE"),
     };
     let before = cpu_seconds(server);
+    let threads_before = thread_cpu(server);
     let child = cmd.spawn().expect("wrk runs");
     let (stdout, wrk_cpu) = wait_with_rusage(child);
     let server_cpu = cpu_seconds(server) - before;
+    let mut threads = thread_cpu(server);
+    for (name, secs) in &mut threads {
+        *secs -= threads_before.get(name).unwrap_or(&0.0);
+    }
     let line = stdout
         .lines()
         .find_map(|l| l.strip_prefix("WRK_JSON "))
@@ -211,6 +243,7 @@ pub fn run(
         p99_ms: n("p99_us") as f64 / 1000.0,
         server_cpu,
         wrk_cpu,
+        threads,
     }
 }
 
