@@ -408,8 +408,8 @@ fn thread_rows(full: &wrk::Run, half: &wrk::Run) {
             println!("| {name} | {f:.1} | {h:.1} |");
         }
     }
-    if let Some(committer) = full.threads.get("leadbridge-comm") {
-        let us = committer * 1e6 / full.requests.max(1) as f64;
+    if full.threads.contains_key("leadbridge-comm") {
+        let us = per_request(full, "leadbridge-comm");
         println!(
             "\nThe committer, one thread, spent {us:.1} µs a request: at most {:.0} requests/s \
              at that cost.\n",

@@ -100,13 +100,12 @@ fn checkpoint_thread(
     running: &mpsc::WeakSender<(NewEvent, Reply)>,
     restart: &AtomicBool,
 ) {
-    let warn = |e: StoreError| tracing::warn!(error = %e, "checkpointing the SQLite log failed; tried again later");
     while running.upgrade().is_some() {
         std::thread::sleep(CHECKPOINT_EVERY);
         let mut log = match checkpointer.run() {
             Ok(log) => log,
             Err(e) => {
-                warn(e);
+                checkpoint_failed(e);
                 continue;
             }
         };
@@ -119,7 +118,7 @@ fn checkpoint_thread(
                 Ok(next) if next.frames - log.frames > RESTART_LEFT => log = next,
                 Ok(_) => break,
                 Err(e) => {
-                    warn(e);
+                    checkpoint_failed(e);
                     break;
                 }
             }
@@ -155,10 +154,14 @@ fn commit_thread(mut writer: SqliteWriter, mut rx: Queue, restart: &AtomicBool) 
         }
         if restart.swap(false, Ordering::Relaxed) {
             if let Err(e) = writer.restart_log() {
-                tracing::warn!(error = %e, "checkpointing the SQLite log failed; tried again later");
+                checkpoint_failed(e);
             }
         }
     }
+}
+
+fn checkpoint_failed(e: StoreError) {
+    tracing::warn!(error = %e, "checkpointing the SQLite log failed; tried again later");
 }
 
 async fn commit_loop(store: Arc<Store>, mut rx: Queue) {

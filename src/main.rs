@@ -130,7 +130,7 @@ fn redact_url(url: &str) -> String {
 
 /// mimalloc instead of glibc's malloc: per-thread heaps without the arena
 /// locks the committer and the HTTP workers contended on (ingest measured
-/// 13–24% faster). Without transparent huge pages (`no_thp`), whose 2 MiB
+/// 14% faster side by side). Without transparent huge pages (`no_thp`), whose 2 MiB
 /// pages raised the peak RSS of a 100,000-client sync to 93 MiB; glibc's
 /// own per-thread arenas had reached 68 MiB there.
 #[global_allocator]

@@ -28,9 +28,10 @@ impl Store {
 impl SqliteWriter {
     fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = connect(path)?;
-        // No checkpoints here: copying the log into the database (and its
-        // fsync) would stall the commit of the webhooks waiting on it. The
-        // `Checkpointer` does it beside the committer.
+        // No checkpoints at commit: copying the log into the database (and
+        // its fsync) would stall the commit of the webhooks waiting on it.
+        // The `Checkpointer` does it beside the committer, which copies only
+        // the last of it when it starts the log over (`restart_log`).
         conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")
             .map_err(unavailable)?;
         Ok(Self { conn })
@@ -43,8 +44,8 @@ impl SqliteWriter {
     /// arriving. Most of the log is copied by the [`Checkpointer`] already;
     /// this copies what was committed since its last pass, and waits for one
     /// fsync of the database file.
-    pub fn restart_log(&mut self) -> Result<LogState, StoreError> {
-        passive_checkpoint(&self.conn)
+    pub fn restart_log(&mut self) -> Result<(), StoreError> {
+        passive_checkpoint(&self.conn).map(drop)
     }
 
     /// A connection that checkpoints the write-ahead log for this writer.
@@ -151,13 +152,11 @@ impl Checkpointer {
     }
 }
 
-/// The write-ahead log after a checkpoint, in frames (pages).
+/// The write-ahead log after a checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogState {
-    /// Frames in the log since it last started from its beginning.
+    /// Frames (pages) in the log since it last started from its beginning.
     pub frames: i64,
-    /// Of those, frames copied into the database file.
-    pub copied: i64,
 }
 
 impl LogState {
@@ -172,10 +171,7 @@ impl LogState {
 
 fn passive_checkpoint(conn: &Connection) -> Result<LogState, StoreError> {
     conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-        Ok(LogState {
-            frames: r.get(1)?,
-            copied: r.get(2)?,
-        })
+        Ok(LogState { frames: r.get(1)? })
     })
     .map_err(unavailable)
 }

@@ -544,8 +544,8 @@ async fn the_sqlite_committer_stores_a_batch_as_the_pool_does() {
     assert_eq!(seen[0].2, 2);
 }
 
-/// The committer's connection never checkpoints (its commits must not wait
-/// for one); the checkpointer copies the log into the database file.
+/// The committer's commits never checkpoint (they must not wait for one); the
+/// checkpointer copies the log into the database file.
 #[tokio::test]
 async fn the_sqlite_committer_leaves_checkpoints_to_the_checkpointer() {
     let db = TestDb::sqlite().await;
