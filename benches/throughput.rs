@@ -18,7 +18,9 @@
 //!
 //! Knobs: BENCH_WRK_SECS (8), BENCH_WRK_REQUESTS, BENCH_WRK_SETUPS (some of
 //! `unpinned,pinned,postgres`), BENCH_LEADBRIDGE_BIN (another build, to
-//! compare), BENCH_PID_FILE (the server's pid, for a profiler), BENCH_SYNC_CLIENTS.
+//! compare), BENCH_PID_FILE (the server's pid, for a profiler), BENCH_SYNC_CLIENTS,
+//! BENCH_FLOOR_SQL (SQL run on (e)'s fresh store before it is written to, to
+//! measure what a schema change would save, e.g. `DROP INDEX events_pending;`).
 
 #[path = "../tests/support/salesforce_emulator.rs"]
 mod emulator;
@@ -774,6 +776,10 @@ async fn floor() {
         (store, conn.id)
     }
     .await;
+    if let Ok(sql) = std::env::var("BENCH_FLOOR_SQL") {
+        let file = rusqlite::Connection::open(dir.path().join("floor.db")).unwrap();
+        file.execute_batch(&sql).unwrap();
+    }
     let mut writer = store.sqlite_writer().unwrap().unwrap();
     let now = chrono::Utc::now();
     let events: Vec<leadbridge::store::NewEvent> = bodies
