@@ -706,3 +706,95 @@ async fn the_sqlite_log_starts_over_under_a_steady_stream_of_commits() {
         "the log is {log} bytes after {written} bytes of payloads"
     );
 }
+
+/// Every client of `conn` in `states`, read in pages of two.
+async fn listed(store: &Store, conn: &ConnectionId, states: &[ClientState]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    loop {
+        let after = out.last().cloned();
+        let page = store
+            .list_clients(conn, states, after.as_deref(), 2)
+            .await
+            .unwrap();
+        let done = page.len() < 2;
+        out.extend(page.into_iter().map(|c| c.client_id.to_string()));
+        if done {
+            return out;
+        }
+    }
+}
+
+#[tokio::test]
+async fn clients_are_listed_by_each_state_page_by_page_and_dead_ones_requeued() {
+    let (_db, store, now) = setup().await;
+    let conn = connection(store.as_ref(), "acme", true, now).await;
+    for i in 0..12 {
+        event(&store, &conn, &format!("c{i:02}"), &format!("k{i}"), now).await;
+    }
+    let lease = now + Duration::minutes(5);
+    for claim in store.claim_due(now, "a", lease, 20).await.unwrap() {
+        let i: usize = claim.client_id.as_str()[1..].parse().unwrap();
+        let (state, next) = match i % 4 {
+            0 => (ClientState::Synced, NextAttempt::IfEventsPending),
+            1 => (
+                ClientState::Retrying,
+                NextAttempt::At(now + Duration::hours(1)),
+            ),
+            2 => (ClientState::Dead, NextAttempt::Never),
+            _ => (ClientState::Converted, NextAttempt::Never),
+        };
+        let update = ClientUpdate {
+            state,
+            next,
+            processed: vec![],
+            ..synced(vec![])
+        };
+        assert!(store
+            .finish_client(&claim, "a", &update, now)
+            .await
+            .unwrap());
+    }
+    for (client, key) in [
+        ("n00", "n0"),
+        ("n01", "n1"),
+        ("n02", "n2"),
+        ("c00", "again"),
+    ] {
+        event(&store, &conn, client, key, now).await;
+    }
+    assert_eq!(
+        listed(&store, &conn, &[ClientState::Pending]).await,
+        ["c00", "n00", "n01", "n02"]
+    );
+    assert_eq!(
+        listed(&store, &conn, &[ClientState::Synced]).await,
+        ["c04", "c08"]
+    );
+    assert_eq!(
+        listed(&store, &conn, &[ClientState::Retrying]).await,
+        ["c01", "c05", "c09"]
+    );
+    assert_eq!(
+        listed(&store, &conn, &[ClientState::Dead]).await,
+        ["c02", "c06", "c10"]
+    );
+    assert_eq!(
+        listed(&store, &conn, &[ClientState::Converted]).await,
+        ["c03", "c07", "c11"]
+    );
+    let held = listed(
+        &store,
+        &conn,
+        &[ClientState::Pending, ClientState::Retrying],
+    )
+    .await;
+    assert_eq!(held, ["c00", "c01", "c05", "c09", "n00", "n01", "n02"]);
+    assert_eq!(listed(&store, &conn, &[]).await.len(), 15);
+
+    assert_eq!(store.requeue_dead(&conn, now).await.unwrap(), 3);
+    assert!(listed(&store, &conn, &[ClientState::Dead]).await.is_empty());
+    assert_eq!(
+        listed(&store, &conn, &[ClientState::Pending]).await,
+        ["c00", "c02", "c06", "c10", "n00", "n01", "n02"]
+    );
+}
