@@ -28,6 +28,7 @@ impl Store {
         lease_until: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<Claim>, StoreError> {
+        self.make_clients_due().await?;
         let mut connections = self.claimable_connections(now).await?;
         if !connections.is_empty() {
             let start = rand::random::<usize>() % connections.len();
@@ -97,6 +98,7 @@ impl Store {
         connection_id: &ConnectionId,
         client_id: &ClientId,
     ) -> Result<Option<ClientRecord>, StoreError> {
+        self.make_clients_due().await?;
         sqlx::query(&format!(
             "{CLIENT_SELECT} WHERE c.connection_id = $1 AND c.client_id = $2"
         ))
@@ -246,6 +248,7 @@ impl Store {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<ClientRecord>, StoreError> {
+        self.make_clients_due().await?;
         let sql = list_sql(self.dialect, states);
         let mut q = sqlx::query(&sql)
             .bind(connection_id)
@@ -268,6 +271,7 @@ impl Store {
         client_id: &ClientId,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
+        self.make_clients_due().await?;
         let done = sqlx::query(&format!(
             "{REQUEUE} WHERE connection_id = $2 AND client_id = $3"
         ))
@@ -285,6 +289,7 @@ impl Store {
         connection_id: &ConnectionId,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
+        self.make_clients_due().await?;
         let done = sqlx::query(&format!(
             "{REQUEUE} WHERE connection_id = $2 AND state = 'dead' AND {BY_STATE}"
         ))
@@ -361,6 +366,7 @@ impl Store {
 
     /// Clients per connection and state, and events not yet done (for metrics).
     pub async fn backlog(&self) -> Result<Vec<Backlog>, StoreError> {
+        self.make_clients_due().await?;
         let connections = sqlx::query(BACKLOG_EVENTS).fetch_all(&self.pool).await?;
         let clients = sqlx::query(BACKLOG_CLIENTS).fetch_all(&self.pool).await?;
         backlog_from_rows(&connections, &clients)

@@ -1,4 +1,5 @@
-//! Events: stored with their client made due, read while pending, pruned once done.
+//! Events: stored with their client made due (on SQLite, in bulk after the
+//! commit), read while pending, pruned once done.
 
 use std::collections::HashSet;
 
@@ -138,6 +139,92 @@ pub(super) const DUE_CLIENT_CONFLICT: &str = "ON CONFLICT (connection_id, client
        updated_at = excluded.updated_at,
        urgent = (c.urgent OR excluded.urgent)";
 
+/// Events made due at most per transaction, so that a backlog (a disabled
+/// connection's, a backfill's) never holds the write lock for long.
+pub(super) const DUE_CHUNK: i64 = 512;
+
+/// The last event's seq (0 when there is none) and the mark: the last event
+/// seq whose client has been made due (NULL if it is missing).
+pub(super) const DUE_BEHIND: &str = "SELECT COALESCE((SELECT MAX(seq) FROM events), 0),
+    CAST((SELECT value FROM meta WHERE key = 'clients_due_through') AS INTEGER)";
+
+/// The mark, read as the transaction's first statement, a write: the write
+/// lock is taken before it is read, so two connections never make the same
+/// events due.
+pub(super) const DUE_MARK: &str = "UPDATE meta SET value = value
+    WHERE key = 'clients_due_through' RETURNING CAST(value AS INTEGER)";
+
+/// The seq of the last event of the next chunk after `$1` (NULL if none):
+/// at most `$2` events.
+pub(super) const DUE_CHUNK_END: &str =
+    "SELECT MAX(seq) FROM (SELECT seq FROM events WHERE seq > $1 ORDER BY seq LIMIT $2)";
+
+/// Makes due the clients of the events with seq in (`$1`, `$2`] that are not
+/// yet done, once each, as [`DUE_CLIENT_CONFLICT`] does for a batch.
+pub(super) const MAKE_DUE: &str = "INSERT INTO clients AS c (connection_id, client_id, state,
+       next_attempt_at, updated_at, urgent)
+     SELECT connection_id, client_id, 'pending', MIN(received_at), MAX(received_at), MAX(urgent)
+     FROM events WHERE seq > $1 AND seq <= $2 AND processed_at IS NULL
+     GROUP BY connection_id, client_id";
+
+/// Moves the mark to `$1`.
+pub(super) const DUE_MARK_SET: &str =
+    "UPDATE meta SET value = CAST($1 AS TEXT) WHERE key = 'clients_due_through'";
+
+impl Store {
+    /// On SQLite, makes due the clients of every event stored since this last
+    /// ran (on PostgreSQL each batch does it as it is stored). Whatever reads
+    /// or claims clients calls this first, so a client is never missing once
+    /// its webhook was answered; the committer also does it in its own
+    /// transactions, a chunk at a time, so that little is left for them.
+    ///
+    /// The events' commits, not this, are what makes them durable: after a
+    /// crash it starts again from the mark, which moves in the same
+    /// transaction as the clients it made due.
+    pub async fn make_clients_due(&self) -> Result<(), StoreError> {
+        if self.dialect != Dialect::Sqlite {
+            return Ok(());
+        }
+        let (last, mark): (i64, Option<i64>) =
+            sqlx::query_as(DUE_BEHIND).fetch_one(&self.pool).await?;
+        let mut mark = mark.ok_or_else(missing_due_mark)?;
+        // Up to the events stored before this began: a steady stream never
+        // keeps it going.
+        while mark < last {
+            let mut tx = self.pool.begin().await?;
+            mark = sqlx::query_scalar(DUE_MARK)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(missing_due_mark)?;
+            let end: Option<i64> = sqlx::query_scalar(DUE_CHUNK_END)
+                .bind(mark)
+                .bind(DUE_CHUNK)
+                .fetch_one(&mut *tx)
+                .await?;
+            if let Some(end) = end {
+                sqlx::query(&format!("{MAKE_DUE} {DUE_CLIENT_CONFLICT}"))
+                    .bind(mark)
+                    .bind(end)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(DUE_MARK_SET)
+                    .bind(end)
+                    .execute(&mut *tx)
+                    .await?;
+                mark = end;
+            } else {
+                mark = last;
+            }
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+}
+
+pub(super) fn missing_due_mark() -> StoreError {
+    StoreError::Corrupt("meta has no clients_due_through".into())
+}
+
 /// The order a batch is written in. Rows are locked in one order everywhere
 /// (by client; stable, so a client's events keep their arrival order), so
 /// concurrent batches wait for each other instead of deadlocking.
@@ -216,8 +303,10 @@ pub(super) async fn insert_events_in(
             answers.push(Inserted::Duplicate { event_id });
         }
     }
+    // On SQLite the clients are made due after the commit, in bulk
+    // ([`Store::make_clients_due`]).
     let due = due_clients(&order, |e| inserted.contains(&e.id));
-    if due.is_empty() {
+    if due.is_empty() || dialect == Dialect::Sqlite {
         return Ok(answers);
     }
     let sql = dialect.positional(format!(

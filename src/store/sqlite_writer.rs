@@ -5,17 +5,26 @@
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::{params, Connection, ErrorCode, TransactionBehavior};
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
 
 use super::events::{
-    due_clients, write_order, DUE_CLIENT_CONFLICT, DUPLICATE_OF, INSERT_DUE_CLIENT, INSERT_EVENT,
+    missing_due_mark, write_order, DUE_CHUNK, DUE_CHUNK_END, DUE_CLIENT_CONFLICT, DUE_MARK,
+    DUE_MARK_SET, DUPLICATE_OF, INSERT_EVENT, MAKE_DUE,
 };
 use super::{to_millis, Inserted, NewEvent, Store, StoreError, SQLITE_PRAGMAS};
 
 /// A connection that only stores events; see [`Store::sqlite_writer`].
 pub struct SqliteWriter {
     conn: Connection,
+    /// Events stored since this writer last made clients due.
+    stored_since_due: usize,
 }
+
+/// Events the committer stores between two chunks of clients it makes due
+/// ([`Store::make_clients_due`]): one bulk statement for hundreds of events
+/// costs the committer less than an upsert per batch, and keeps what a
+/// reader must make due before it reads small.
+const DUE_EVERY: usize = 256;
 
 impl Store {
     /// A writer of its own for events, when the store is an SQLite file
@@ -34,7 +43,10 @@ impl SqliteWriter {
         // the last of it when it starts the log over (`restart_log`).
         conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")
             .map_err(unavailable)?;
-        Ok(Self { conn })
+        Ok(Self {
+            conn,
+            stored_since_due: 0,
+        })
     }
 
     /// Copies the rest of the log into the database file, between commits:
@@ -114,28 +126,39 @@ impl SqliteWriter {
                 answers.push(Inserted::Duplicate { event_id });
             }
         }
-        {
-            let mut due = tx
-                .prepare_cached(&format!(
-                    "{INSERT_DUE_CLIENT} ($1, $2, $3, $4, $5, $6) {DUE_CLIENT_CONFLICT}"
-                ))
-                .map_err(store_error)?;
-            for (e, urgent) in due_clients(&order, |e| stored.contains(e.id.as_str())) {
-                let at = to_millis(e.received_at);
-                due.execute(params![
-                    &*e.connection_id,
-                    &*e.client_id,
-                    "pending",
-                    at,
-                    at,
-                    urgent
-                ])
-                .map_err(store_error)?;
-            }
+        self.stored_since_due += stored.len();
+        if self.stored_since_due >= DUE_EVERY {
+            make_due_chunk(&tx)?;
+            self.stored_since_due = 0;
         }
         tx.commit().map_err(store_error)?;
         Ok(answers)
     }
+}
+
+/// Makes due the clients of the next chunk of events after the mark, in the
+/// committer's transaction `tx` (which holds the write lock).
+fn make_due_chunk(tx: &rusqlite::Transaction) -> Result<(), StoreError> {
+    let mark: i64 = tx
+        .prepare_cached(DUE_MARK)
+        .and_then(|mut q| q.query_row([], |r| r.get::<_, Option<i64>>(0)))
+        .optional()
+        .map_err(store_error)?
+        .flatten()
+        .ok_or_else(missing_due_mark)?;
+    let end: Option<i64> = tx
+        .prepare_cached(DUE_CHUNK_END)
+        .and_then(|mut q| q.query_row(params![mark, DUE_CHUNK], |r| r.get(0)))
+        .map_err(store_error)?;
+    if let Some(end) = end {
+        tx.prepare_cached(&format!("{MAKE_DUE} {DUE_CLIENT_CONFLICT}"))
+            .and_then(|mut q| q.execute(params![mark, end]))
+            .map_err(store_error)?;
+        tx.prepare_cached(DUE_MARK_SET)
+            .and_then(|mut q| q.execute(params![end]))
+            .map_err(store_error)?;
+    }
+    Ok(())
 }
 
 /// Copies committed pages of the write-ahead log into the database file, on

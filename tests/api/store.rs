@@ -798,3 +798,141 @@ async fn clients_are_listed_by_each_state_page_by_page_and_dead_ones_requeued() 
         ["c00", "c02", "c06", "c10", "n00", "n01", "n02"]
     );
 }
+
+/// The last seq of `conn`'s pending events, and the mark up to which their
+/// clients have been made due (SQLite).
+async fn due_mark(store: &Store, conn: &ConnectionId) -> (i64, i64) {
+    let last = store
+        .pending_events(conn)
+        .await
+        .unwrap()
+        .last()
+        .unwrap()
+        .seq;
+    let mark = store
+        .meta_get("clients_due_through")
+        .await
+        .unwrap()
+        .unwrap();
+    (last, mark.parse().unwrap())
+}
+
+/// On SQLite the committer does not make each batch's clients due: it does
+/// it in bulk every few hundred events, and whatever reads clients first
+/// makes due what is left, even in a store opened afresh (after a restart).
+#[tokio::test]
+async fn the_sqlite_committer_makes_clients_due_in_bulk_and_readers_make_the_rest_due() {
+    let db = TestDb::sqlite().await;
+    let store = db.open().await;
+    let now = Utc::now();
+    let later = now + Duration::seconds(5);
+    let conn = connection(store.as_ref(), "acme", true, now).await;
+    let mut writer = store.sqlite_writer().expect("a file").unwrap();
+    let at = |client: String, key: String, when| NewEvent {
+        received_at: when,
+        ..new_event(&conn, &client, &key, when)
+    };
+    // 150 clients of two events each, the second one in a later batch.
+    let first =
+        |range: std::ops::Range<usize>| range.map(|i| at(format!("c{i:03}"), format!("a{i}"), now));
+    let second = |range: std::ops::Range<usize>| {
+        range.map(|i| at(format!("c{i:03}"), format!("b{i}"), later))
+    };
+    writer
+        .insert_events(&first(0..100).collect::<Vec<_>>())
+        .unwrap();
+    writer
+        .insert_events(&first(100..150).chain(second(0..50)).collect::<Vec<_>>())
+        .unwrap();
+    let (last, mark) = due_mark(&store, &conn).await;
+    assert!(mark < last, "made due before {} events", 256);
+    writer
+        .insert_events(&second(50..150).collect::<Vec<_>>())
+        .unwrap();
+    let (last, mark) = due_mark(&store, &conn).await;
+    assert_eq!(mark, last, "the committer made all 300 due in bulk");
+
+    let tail: Vec<NewEvent> = (0..10)
+        .map(|i| at(format!("d{i}"), format!("d{i}"), later))
+        .collect();
+    writer.insert_events(&tail).unwrap();
+    let (last, mark) = due_mark(&store, &conn).await;
+    assert!(mark < last, "10 events are left to the readers");
+    drop(writer);
+    let reopened = db.open().await;
+    let d0 = reopened.client(&conn, &cid("d0")).await.unwrap().unwrap();
+    assert_eq!(d0.state, ClientState::Pending);
+    assert_eq!(
+        due_mark(&reopened, &conn).await.0,
+        due_mark(&reopened, &conn).await.1
+    );
+
+    let c0 = reopened.client(&conn, &cid("c000")).await.unwrap().unwrap();
+    assert_eq!(c0.pending_events, 2);
+    assert_eq!(
+        c0.next_attempt_at.unwrap().timestamp_millis(),
+        now.timestamp_millis(),
+        "due from its first event"
+    );
+    let claims = reopened
+        .claim_due(later, "w", later + Duration::seconds(30), 500)
+        .await
+        .unwrap();
+    assert_eq!(claims.len(), 160);
+
+    // A mark that is gone is said, not taken for "nothing to do".
+    sqlx::query("DELETE FROM meta WHERE key = 'clients_due_through'")
+        .execute(&mut sqlite(&db).await)
+        .await
+        .unwrap();
+    let err = reopened.client(&conn, &cid("d0")).await.unwrap_err();
+    assert!(err.to_string().contains("clients_due_through"), "{err}");
+}
+
+/// On SQLite an event the worker read and finished before its client was
+/// made due does not make the client due again (no second write for it).
+#[tokio::test]
+async fn an_event_done_before_its_client_is_made_due_leaves_the_client_synced() {
+    let db = TestDb::sqlite().await;
+    let store = db.open().await;
+    let now = Utc::now();
+    let conn = connection(store.as_ref(), "acme", true, now).await;
+    store
+        .insert_event(&new_event(&conn, "a", "k1", now))
+        .await
+        .unwrap();
+    let lease = now + Duration::minutes(5);
+    let claims = store.claim_due(now, "w", lease, 10).await.unwrap();
+    assert_eq!(claims.len(), 1);
+    // A second event arrives while the client is claimed, and the worker
+    // reads it with the first.
+    store
+        .insert_event(&new_event(&conn, "a", "k2", now))
+        .await
+        .unwrap();
+    let read: Vec<i64> = store
+        .client_events(&conn, &cid("a"))
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(read.len(), 2);
+    assert!(store
+        .finish_client(&claims[0], "w", &synced(read), now)
+        .await
+        .unwrap());
+    let a = store.client(&conn, &cid("a")).await.unwrap().unwrap();
+    assert_eq!((a.state, a.pending_events), (ClientState::Synced, 0));
+    assert_eq!(a.next_attempt_at, None);
+    assert!(store
+        .claim_due(now, "w", lease, 10)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn sqlite(db: &TestDb) -> sqlx::SqliteConnection {
+    use sqlx::Connection;
+    sqlx::SqliteConnection::connect(&db.url).await.unwrap()
+}
