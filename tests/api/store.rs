@@ -936,3 +936,110 @@ async fn sqlite(db: &TestDb) -> sqlx::SqliteConnection {
     use sqlx::Connection;
     sqlx::SqliteConnection::connect(&db.url).await.unwrap()
 }
+
+/// Making the events table again without the id's index (SQLite cannot drop
+/// it in place) keeps every row and never hands out a seq already used, even
+/// one of an event pruned since.
+#[tokio::test]
+async fn sqlite_events_made_again_keep_their_rows_and_their_seq_counter() {
+    use sqlx::Connection;
+    use std::borrow::Cow;
+    let db = TestDb::sqlite().await;
+    let rebuild = 20261204000003;
+    let mut earlier = sqlx::migrate::Migrator::new(std::path::Path::new("migrations/sqlite"))
+        .await
+        .unwrap();
+    assert!(earlier.iter().any(|m| m.version == rebuild));
+    earlier.migrations = Cow::Owned(
+        earlier
+            .iter()
+            .filter(|m| m.version < rebuild)
+            .cloned()
+            .collect(),
+    );
+    let mut file = sqlx::SqliteConnection::connect_with(
+        &db.url
+            .parse::<sqlx::sqlite::SqliteConnectOptions>()
+            .unwrap()
+            .create_if_missing(true),
+    )
+    .await
+    .unwrap();
+    earlier.run(&mut file).await.unwrap();
+    sqlx::query(
+        "INSERT INTO connections (id, name, provider, field_mapping, api_version,
+           signature_scheme, created_at, updated_at)
+         VALUES ('k', 'acme', 'salesforce', '{}', 'v62.0', 'standard-webhooks', 0, 0)",
+    )
+    .execute(&mut file)
+    .await
+    .unwrap();
+    for n in 1..=3 {
+        sqlx::query(
+            "INSERT INTO events (id, connection_id, idempotency_key, client_id, event_type,
+               occurred_at, received_at, payload)
+             VALUES ($1, 'k', $1, 'c', 'client.updated', 0, 0, '{}')",
+        )
+        .bind(format!("e{n}"))
+        .execute(&mut file)
+        .await
+        .unwrap();
+    }
+    // The newest event was done and pruned: seq 3 must not come again.
+    sqlx::query("DELETE FROM events WHERE seq = 3")
+        .execute(&mut file)
+        .await
+        .unwrap();
+    drop(file);
+
+    let store = db.open().await;
+    let conn = ConnectionId::from_stored("k".to_string());
+    let kept: Vec<(i64, String)> = store
+        .pending_events(&conn)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.seq, e.idempotency_key))
+        .collect();
+    assert_eq!(kept, [(1, "e1".to_string()), (2, "e2".to_string())]);
+    let now = Utc::now();
+    assert_eq!(
+        store
+            .insert_event(&new_event(&conn, "c", "e4", now))
+            .await
+            .unwrap(),
+        Inserted::Accepted
+    );
+    assert!(matches!(
+        store
+            .insert_event(&new_event(&conn, "c", "e1", now))
+            .await
+            .unwrap(),
+        Inserted::Duplicate { .. }
+    ));
+    let seqs: Vec<i64> = store
+        .pending_events(&conn)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(seqs, [1, 2, 4]);
+    let mut file = sqlite(&db).await;
+    let indexes: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' ORDER BY name",
+    )
+    .fetch_all(&mut file)
+    .await
+    .unwrap();
+    assert_eq!(
+        indexes,
+        [
+            "events_by_client",
+            "events_by_job",
+            "events_processed",
+            "events_signed_digest",
+            "sqlite_autoindex_events_1"
+        ]
+    );
+}
