@@ -305,8 +305,11 @@ pub(super) async fn insert_events_in(
     }
     // On SQLite the clients are made due after the commit, in bulk
     // ([`Store::make_clients_due`]).
+    if dialect == Dialect::Sqlite {
+        return Ok(answers);
+    }
     let due = due_clients(&order, |e| inserted.contains(&e.id));
-    if due.is_empty() || dialect == Dialect::Sqlite {
+    if due.is_empty() {
         return Ok(answers);
     }
     let sql = dialect.positional(format!(

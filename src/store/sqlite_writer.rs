@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
 
 use super::events::{
-    missing_due_mark, write_order, DUE_CHUNK, DUE_CHUNK_END, DUE_CLIENT_CONFLICT, DUE_MARK,
-    DUE_MARK_SET, DUPLICATE_OF, INSERT_EVENT, MAKE_DUE,
+    write_order, DUE_CHUNK, DUE_CHUNK_END, DUE_CLIENT_CONFLICT, DUE_MARK, DUE_MARK_SET,
+    DUPLICATE_OF, INSERT_EVENT, MAKE_DUE,
 };
 use super::{to_millis, Inserted, NewEvent, Store, StoreError, SQLITE_PRAGMAS};
 
@@ -137,15 +137,19 @@ impl SqliteWriter {
 }
 
 /// Makes due the clients of the next chunk of events after the mark, in the
-/// committer's transaction `tx` (which holds the write lock).
+/// committer's transaction `tx` (which holds the write lock). Without a mark
+/// it leaves them to the readers, which report it: the webhooks of the batch
+/// are stored all the same.
 fn make_due_chunk(tx: &rusqlite::Transaction) -> Result<(), StoreError> {
-    let mark: i64 = tx
+    let Some(mark) = tx
         .prepare_cached(DUE_MARK)
         .and_then(|mut q| q.query_row([], |r| r.get::<_, Option<i64>>(0)))
         .optional()
         .map_err(store_error)?
         .flatten()
-        .ok_or_else(missing_due_mark)?;
+    else {
+        return Ok(());
+    };
     let end: Option<i64> = tx
         .prepare_cached(DUE_CHUNK_END)
         .and_then(|mut q| q.query_row(params![mark, DUE_CHUNK], |r| r.get(0)))

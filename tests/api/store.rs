@@ -887,6 +887,13 @@ async fn the_sqlite_committer_makes_clients_due_in_bulk_and_readers_make_the_res
         .unwrap();
     let err = reopened.client(&conn, &cid("d0")).await.unwrap_err();
     assert!(err.to_string().contains("clients_due_through"), "{err}");
+    // The committer still stores webhooks without it (past its bulk step).
+    let mut writer = reopened.sqlite_writer().expect("a file").unwrap();
+    let more: Vec<NewEvent> = (0..300)
+        .map(|i| at(format!("e{i}"), format!("e{i}"), later))
+        .collect();
+    let answers = writer.insert_events(&more).unwrap();
+    assert!(answers.iter().all(|a| *a == Inserted::Accepted));
 }
 
 /// On SQLite an event the worker read and finished before its client was
