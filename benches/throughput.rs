@@ -19,6 +19,7 @@
 //! Knobs: BENCH_WRK_SECS (8), BENCH_WRK_REQUESTS, BENCH_WRK_SETUPS (some of
 //! `unpinned,pinned,postgres`), BENCH_LEADBRIDGE_BIN (another build, to
 //! compare), BENCH_PID_FILE (the server's pid, for a profiler), BENCH_SYNC_CLIENTS,
+//! BENCH_FLOOR_BATCH (webhooks per commit in (e), default 64),
 //! BENCH_FLOOR_SQL (SQL run on (e)'s fresh store before it is written to, to
 //! measure what a schema change would save, e.g. `DROP INDEX events_pending;`).
 
@@ -396,26 +397,32 @@ async fn wrk_leadbridge(
     run
 }
 
-/// leadbridge's CPU per request by thread, in both runs: the committer is one
-/// thread, so 1 s over its share per request bounds the rate.
+/// leadbridge's CPU per request by thread, in both runs, and the time each
+/// thread was ready to run but waited for a CPU (another thread had it): the
+/// committer is one thread, so its CPU and wait per request bound the rate.
 fn thread_rows(full: &wrk::Run, half: &wrk::Run) {
-    println!("| leadbridge thread | CPU µs/request, as fast | CPU µs/request, half rate |");
-    println!("|---|---|---|");
+    println!(
+        "| leadbridge thread | CPU µs/request, as fast | waiting for a CPU, as fast | \
+         CPU µs/request, half rate | waiting, half rate |"
+    );
+    println!("|---|---|---|---|---|");
     let per_request = |r: &wrk::Run, name: &str| {
-        r.threads.get(name).unwrap_or(&0.0) * 1e6 / r.requests.max(1) as f64
+        let t = r.threads.get(name).copied().unwrap_or_default();
+        let n = r.requests.max(1) as f64;
+        (t.cpu * 1e6 / n, t.waiting * 1e6 / n)
     };
     for name in full.threads.keys() {
-        let (f, h) = (per_request(full, name), per_request(half, name));
+        let ((f, fw), (h, hw)) = (per_request(full, name), per_request(half, name));
         if f >= 0.5 || h >= 0.5 {
-            println!("| {name} | {f:.1} | {h:.1} |");
+            println!("| {name} | {f:.1} | {fw:.1} | {h:.1} | {hw:.1} |");
         }
     }
     if full.threads.contains_key("leadbridge-comm") {
-        let us = per_request(full, "leadbridge-comm");
+        let (us, wait) = per_request(full, "leadbridge-comm");
         println!(
-            "\nThe committer, one thread, spent {us:.1} µs a request: at most {:.0} requests/s \
-             at that cost.\n",
-            1e6 / us
+            "\nThe committer, one thread, spent {us:.1} µs a request on a CPU and {wait:.1} µs \
+             waiting for one: at most {:.0} requests/s at that cost.\n",
+            1e6 / (us + wait)
         );
     } else {
         println!();
@@ -800,7 +807,8 @@ async fn floor() {
         })
         .collect();
     let (start, wall) = (thread_cpu(), Instant::now());
-    for batch in events.chunks(CONNECTIONS) {
+    let per_commit = env_or("BENCH_FLOOR_BATCH", CONNECTIONS);
+    for batch in events.chunks(per_commit) {
         writer.insert_events(batch).unwrap();
     }
     let store_cpu = (thread_cpu() - start) / events.len() as f64;
@@ -812,7 +820,7 @@ async fn floor() {
     );
     println!("| reading the body into its types | {:.1} |", parse * 1e6);
     println!(
-        "| storing it, {CONNECTIONS} per commit (wall {:.1} µs, with fsync) | {:.1} |\n",
+        "| storing it, {per_commit} per commit (wall {:.1} µs, with fsync) | {:.1} |\n",
         store_wall * 1e6,
         store_cpu * 1e6
     );

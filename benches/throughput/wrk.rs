@@ -140,8 +140,9 @@ pub struct Run {
     pub server_cpu: f64,
     /// CPU seconds wrk spent.
     pub wrk_cpu: f64,
-    /// CPU seconds the server spent, by thread name.
-    pub threads: BTreeMap<String, f64>,
+    /// Seconds the server's threads spent on a CPU and waiting for one, by
+    /// thread name.
+    pub threads: BTreeMap<String, Times>,
 }
 
 impl Run {
@@ -160,21 +161,37 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     stat_cpu(&stat).1
 }
 
-/// CPU seconds of each thread of process `pid` so far, summed by thread name
-/// (its actix workers share one).
-pub fn thread_cpu(pid: u32) -> BTreeMap<String, f64> {
+/// Time of each thread of process `pid` so far, summed by thread name (its
+/// actix workers share one): on a CPU, and waiting on a run queue (ready to
+/// run while another thread had the CPU), from `/proc/…/schedstat`.
+pub fn thread_times(pid: u32) -> BTreeMap<String, Times> {
     let mut by_name = BTreeMap::new();
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return by_name;
     };
     for task in tasks.flatten() {
-        // A thread may end between the listing and the read.
-        if let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) {
-            let (name, secs) = stat_cpu(&stat);
-            *by_name.entry(name.to_string()).or_insert(0.0) += secs;
-        }
+        // A thread may end between the listing and the reads.
+        let (Ok(comm), Ok(sched)) = (
+            std::fs::read_to_string(task.path().join("comm")),
+            std::fs::read_to_string(task.path().join("schedstat")),
+        ) else {
+            continue;
+        };
+        let mut ns = sched
+            .split_whitespace()
+            .map(|v| v.parse::<f64>().unwrap_or(0.0) / 1e9);
+        let t: &mut Times = by_name.entry(comm.trim().to_string()).or_default();
+        t.cpu += ns.next().unwrap_or(0.0);
+        t.waiting += ns.next().unwrap_or(0.0);
     }
     by_name
+}
+
+/// Seconds a thread spent on a CPU and ready but waiting for one.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Times {
+    pub cpu: f64,
+    pub waiting: f64,
 }
 
 /// The command name and CPU seconds (user + system) in a `/proc/…/stat` line.
@@ -220,13 +237,15 @@ pub fn run(
         None => cmd.env_remove("WRK_RATE"),
     };
     let before = cpu_seconds(server);
-    let threads_before = thread_cpu(server);
+    let threads_before = thread_times(server);
     let child = cmd.spawn().expect("wrk runs");
     let (stdout, wrk_cpu) = wait_with_rusage(child);
     let server_cpu = cpu_seconds(server) - before;
-    let mut threads = thread_cpu(server);
-    for (name, secs) in &mut threads {
-        *secs -= threads_before.get(name).unwrap_or(&0.0);
+    let mut threads = thread_times(server);
+    for (name, t) in &mut threads {
+        let before = threads_before.get(name).copied().unwrap_or_default();
+        t.cpu -= before.cpu;
+        t.waiting -= before.waiting;
     }
     let line = stdout
         .lines()
