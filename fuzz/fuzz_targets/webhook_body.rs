@@ -1,5 +1,6 @@
 //! The webhook body parser, and the mapping of what it parses into Lead
-//! bodies: never panics on any input.
+//! bodies: never panics on any input; the webhook path's check of a body
+//! agrees with the parser on every input.
 #![no_main]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -8,11 +9,26 @@ use leadbridge::domain::FieldMapping;
 use leadbridge::mapping::{
     self, AddressPicklists, FieldInfo, Form, Known, Pending, Refused, Target,
 };
-use leadbridge::webhook::{event, Parsed};
+use leadbridge::webhook::{event, Checked, Parsed};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(Parsed::Client(ev)) = event::parse(data) else {
+    // The webhook path only checks a body (`check`); the worker parses what
+    // was stored (`parse`): both must take and refuse the same bodies.
+    let parsed = event::parse(data);
+    match (event::check(data), &parsed) {
+        (Ok(Checked::Client(head)), Ok(Parsed::Client(ev))) => {
+            assert_eq!(head.event_type, ev.event_type);
+            assert_eq!(head.client_id, ev.client_id);
+            assert_eq!(head.occurred_at, ev.occurred_at);
+        }
+        (Ok(Checked::Ignored { event_type: a }), Ok(Parsed::Ignored { event_type: b })) => {
+            assert_eq!(&a, b)
+        }
+        (Err(a), Err(b)) => assert_eq!(&a, b),
+        (checked, parsed) => panic!("check {checked:?}, parse {parsed:?}"),
+    }
+    let Ok(Parsed::Client(ev)) = parsed else {
         return;
     };
     assert!(!ev.client_id.as_str().trim().is_empty());

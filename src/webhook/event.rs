@@ -42,13 +42,49 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Field<T> {
 
 /// Accepts a JSON string or number as text (B2CORE sends some codes as numbers).
 fn text_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    match Option::<Value>::deserialize(d)? {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(Value::Number(n)) => Ok(Some(n.to_string())),
-        Some(other) => Err(serde::de::Error::custom(format!(
-            "expected a string or a number, found {other}"
-        ))),
+    Ok(Option::<TextOrNumber<true>>::deserialize(d)?.and_then(|t| t.0))
+}
+
+/// A JSON string or number, its text kept when `KEEP`; any other value is
+/// refused with words that name it.
+struct TextOrNumber<const KEEP: bool>(Option<String>);
+
+impl<'de, const KEEP: bool> Deserialize<'de> for TextOrNumber<KEEP> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+        use serde::de::{Error, MapAccess, SeqAccess, Visitor};
+        struct V<const KEEP: bool>;
+        fn found<E: Error>(other: Value) -> E {
+            E::custom(format!("expected a string or a number, found {other}"))
+        }
+        impl<'de, const KEEP: bool> Visitor<'de> for V<KEEP> {
+            type Value = TextOrNumber<KEEP>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string or a number")
+            }
+            fn visit_str<E: Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(TextOrNumber(KEEP.then(|| v.to_owned())))
+            }
+            fn visit_i64<E: Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(TextOrNumber(KEEP.then(|| v.to_string())))
+            }
+            fn visit_u64<E: Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(TextOrNumber(KEEP.then(|| v.to_string())))
+            }
+            fn visit_f64<E: Error>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(TextOrNumber(KEEP.then(|| Value::from(v).to_string())))
+            }
+            fn visit_bool<E: Error>(self, v: bool) -> Result<Self::Value, E> {
+                Err(found(Value::Bool(v)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                Err(found(Value::deserialize(SeqAccessDeserializer::new(seq))?))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                Err(found(Value::deserialize(MapAccessDeserializer::new(map))?))
+            }
+        }
+        d.deserialize_any(V::<KEEP>)
     }
 }
 
@@ -153,10 +189,83 @@ pub struct ClientEvent {
     pub data: ClientData,
 }
 
+/// A client event's type, client and time, with its `data` checked: what
+/// the webhook path needs to store it. `data` itself stays in the stored
+/// body until the worker reads it ([`parse`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Head {
+    pub event_type: String,
+    pub client_id: ClientId,
+    /// `occurredAt` as sent, if it was.
+    pub occurred_at: Option<DateTime<Utc>>,
+}
+
+/// What [`check`] makes of a body.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Checked {
+    /// A valid event of a type we do not sync.
+    Ignored { event_type: String },
+    /// A client event to store.
+    Client(Head),
+}
+
+/// Checks a webhook body that has already passed its signature check as
+/// [`parse`] does (it accepts and refuses the same bodies, for the same
+/// reasons), without building `data`: its members are read into types that
+/// hold nothing. This runs for every webhook; the worker parses the stored
+/// body later.
+pub fn check(body: &[u8]) -> Result<Checked, String> {
+    let (event_type, occurred_at, data) = match head(body)? {
+        Root::Ignored(event_type) => return Ok(Checked::Ignored { event_type }),
+        Root::Client {
+            event_type,
+            occurred_at,
+            data,
+        } => (event_type, occurred_at, data),
+    };
+    let client_id = read_data::<shape::Data>(data)?.0;
+    Ok(Checked::Client(Head {
+        event_type,
+        client_id,
+        occurred_at,
+    }))
+}
+
+/// Parses a webhook body that has already passed its signature check. The
+/// body is read into its types directly, not through a JSON tree.
+pub fn parse(body: &[u8]) -> Result<Parsed, String> {
+    let (event_type, occurred_at, data) = match head(body)? {
+        Root::Ignored(event_type) => return Ok(Parsed::Ignored { event_type }),
+        Root::Client {
+            event_type,
+            occurred_at,
+            data,
+        } => (event_type, occurred_at, data),
+    };
+    let (client_id, data) = read_data::<ClientData>(data)?;
+    Ok(Parsed::Client(Box::new(ClientEvent {
+        event_type,
+        client_id,
+        occurred_at,
+        data,
+    })))
+}
+
+/// The top of a body, read: an ignored type, or a client event's type and
+/// time with its `data` object still as text.
+enum Root<'a> {
+    Ignored(String),
+    Client {
+        event_type: String,
+        occurred_at: Option<DateTime<Utc>>,
+        data: &'a str,
+    },
+}
+
 /// The top of a body: the three members read, each kept as its raw text
 /// (every other member is skipped without being built).
 #[derive(Deserialize)]
-struct Root<'a> {
+struct RawRoot<'a> {
     #[serde(rename = "type", default, borrow)]
     event_type: Option<&'a RawValue>,
     #[serde(rename = "occurredAt", default, borrow)]
@@ -165,17 +274,14 @@ struct Root<'a> {
     data: Option<&'a RawValue>,
 }
 
-/// Parses a webhook body that has already passed its signature check. The
-/// body is read into its types directly, not through a JSON tree: this runs
-/// for every webhook.
-pub fn parse(body: &[u8]) -> Result<Parsed, String> {
+fn head(body: &[u8]) -> Result<Root<'_>, String> {
     let not_json = |e: serde_json::Error| format!("the body is not valid JSON: {e}");
     let text = std::str::from_utf8(body).map_err(|e| not_json(serde::de::Error::custom(e)))?;
     let valid_json = || serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok();
     if !text.trim_start().starts_with('{') && valid_json() {
         return Err("the body must be a JSON object".into());
     }
-    let root: Root = serde_json::from_str(text).map_err(|e| {
+    let root: RawRoot = serde_json::from_str(text).map_err(|e| {
         if e.is_data() && valid_json() {
             "the body must be a JSON object with each member once".to_string()
         } else {
@@ -190,7 +296,7 @@ pub fn parse(body: &[u8]) -> Result<Parsed, String> {
         _ => return Err("`type` is required and must be a non-empty string".into()),
     };
     if !SYNCED_TYPES.contains(&event_type.as_str()) {
-        return Ok(Parsed::Ignored { event_type });
+        return Ok(Root::Ignored(event_type));
     }
     let occurred_at = match root.occurred_at.map(|r| r.get()) {
         None | Some("null") => None,
@@ -206,20 +312,30 @@ pub fn parse(body: &[u8]) -> Result<Parsed, String> {
         Some(raw) if raw.get().starts_with('{') => raw.get(),
         _ => return Err("`data` is required and must be an object".into()),
     };
-    let (client_id, data) = client_data_text(data)?;
-    Ok(Parsed::Client(Box::new(ClientEvent {
+    Ok(Root::Client {
         event_type,
-        client_id,
         occurred_at,
         data,
-    })))
+    })
 }
 
-/// As [`client_data`], from the object's JSON text.
-fn client_data_text(data: &str) -> Result<(ClientId, ClientData), String> {
+/// What `data` is read into: [`ClientData`], or its [`shape`] when it is
+/// only checked.
+trait DataReader<'a>: Deserialize<'a> {
+    fn raw_client_id(&self) -> Option<&Value>;
+}
+
+impl DataReader<'_> for ClientData {
+    fn raw_client_id(&self) -> Option<&Value> {
+        self.raw_client_id.as_ref()
+    }
+}
+
+/// Reads `data` (the object's JSON text) into `D`, with its client id.
+fn read_data<'a, D: DataReader<'a>>(data: &'a str) -> Result<(ClientId, D), String> {
     // A bad clientId is reported as such, before any other field's type.
-    let data: ClientData = match serde_json::from_str(data) {
-        Ok(data) => data,
+    let read: D = match serde_json::from_str(data) {
+        Ok(read) => read,
         Err(e) => {
             #[derive(Deserialize)]
             struct IdOnly {
@@ -232,8 +348,8 @@ fn client_data_text(data: &str) -> Result<(ClientId, ClientData), String> {
             return Err(wrong_type(e));
         }
     };
-    let client_id = ClientId::parse(data.raw_client_id.as_ref().unwrap_or(&Value::Null))?;
-    Ok((client_id, data))
+    let client_id = ClientId::parse(read.raw_client_id().unwrap_or(&Value::Null))?;
+    Ok((client_id, read))
 }
 
 fn wrong_type(e: serde_json::Error) -> String {
@@ -272,6 +388,140 @@ fn without_values(message: &str) -> String {
         }
     }
     out
+}
+
+/// `data` read only to be checked: the same members and types as
+/// [`ClientData`] (each struct renamed after its twin, so that errors read
+/// the same), in types that keep nothing but the client id, so that reading
+/// allocates next to nothing (a `Vec` of zero-sized entries holds no memory).
+mod shape {
+    // The members are read to check their types, never used.
+    #![allow(dead_code)]
+
+    use serde::de::{Deserializer, Error, Visitor};
+    use serde::Deserialize;
+    use serde_json::Value;
+
+    use super::TextOrNumber;
+
+    #[derive(Deserialize)]
+    #[serde(rename = "ClientData", rename_all = "camelCase")]
+    pub(super) struct Data {
+        #[serde(default, rename = "clientId")]
+        raw_client_id: Option<Value>,
+        #[serde(default)]
+        email: Option<Text>,
+        #[serde(default)]
+        info: Option<Info>,
+        #[serde(default)]
+        phones: Option<Vec<Phone>>,
+        #[serde(default)]
+        addresses: Option<Vec<Address>>,
+        #[serde(default)]
+        status: Option<Named>,
+        #[serde(default, rename = "type")]
+        client_type: Option<Named>,
+        #[serde(default)]
+        verification_level: Option<Named>,
+    }
+
+    impl super::DataReader<'_> for Data {
+        fn raw_client_id(&self) -> Option<&Value> {
+            self.raw_client_id.as_ref()
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename = "Info", rename_all = "camelCase")]
+    struct Info {
+        #[serde(default)]
+        first_name: Option<Text>,
+        #[serde(default)]
+        middle_name: Option<Text>,
+        #[serde(default)]
+        last_name: Option<Text>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename = "Phone", rename_all = "camelCase")]
+    struct Phone {
+        #[serde(default)]
+        number: Option<TextOrNumber<false>>,
+        #[serde(default)]
+        confirmed: Option<bool>,
+        #[serde(default)]
+        update_time: Option<Time>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename = "Address", rename_all = "camelCase")]
+    struct Address {
+        #[serde(default, rename = "type")]
+        kind: Option<Text>,
+        #[serde(default)]
+        country: Option<Text>,
+        #[serde(default)]
+        country_code: Option<TextOrNumber<false>>,
+        #[serde(default)]
+        state: Option<Text>,
+        #[serde(default)]
+        city: Option<Text>,
+        #[serde(default)]
+        address: Option<Text>,
+        #[serde(default)]
+        postcode: Option<TextOrNumber<false>>,
+        #[serde(default)]
+        update_time: Option<Time>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename = "Named")]
+    struct Named {
+        #[serde(default)]
+        id: Option<Value>,
+        #[serde(default)]
+        name: Option<Text>,
+    }
+
+    /// A JSON string, as `String` reads it.
+    struct Text;
+
+    impl<'de> Deserialize<'de> for Text {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl Visitor<'_> for V {
+                type Value = Text;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a string")
+                }
+                fn visit_str<E: Error>(self, _: &str) -> Result<Text, E> {
+                    Ok(Text)
+                }
+            }
+            d.deserialize_string(V)
+        }
+    }
+
+    /// An RFC 3339 date-time, as chrono's `DateTime<Utc>` reads it.
+    struct Time;
+
+    impl<'de> Deserialize<'de> for Time {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl Visitor<'_> for V {
+                type Value = Time;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("an RFC 3339 formatted date and time string")
+                }
+                fn visit_str<E: Error>(self, v: &str) -> Result<Time, E> {
+                    v.parse::<chrono::DateTime<chrono::FixedOffset>>()
+                        .map(|_| Time)
+                        .map_err(E::custom)
+                }
+            }
+            d.deserialize_str(V)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -419,6 +669,99 @@ mod tests {
             let (id, data) = client_data(data).unwrap();
             let ev = client(body);
             assert_eq!((ev.client_id, ev.data), (id, data), "{body}");
+        }
+    }
+
+    /// `check` against `parse` on one body: the same verdict, the same
+    /// reason, and the same type, client and time.
+    fn assert_check_agrees(body: &str) {
+        let agreed = match (check(body.as_bytes()), parse(body.as_bytes())) {
+            (Ok(Checked::Client(head)), Ok(Parsed::Client(ev))) => {
+                head == Head {
+                    event_type: ev.event_type,
+                    client_id: ev.client_id,
+                    occurred_at: ev.occurred_at,
+                }
+            }
+            (Ok(Checked::Ignored { event_type: a }), Ok(Parsed::Ignored { event_type: b })) => {
+                a == b
+            }
+            (Err(a), Err(b)) => a == b,
+            _ => false,
+        };
+        assert!(
+            agreed,
+            "{body}: check {:?}, parse {:?}",
+            check(body.as_bytes()),
+            parse(body.as_bytes())
+        );
+    }
+
+    #[test]
+    fn checking_a_body_accepts_and_refuses_what_parsing_it_does() {
+        let wrap = |data: &str| format!(r#"{{"type":"client.updated","data":{data}}}"#);
+        let mut bodies: Vec<String> = [
+            include_str!("../../tests/fixtures/contract_example.json"),
+            r#"{"type":"client.deleted"}"#,
+            r#"{"type":"client.created","occurredAt":"2026-11-28T10:00:00+02:00","data":{"clientId":"x"}}"#,
+            r#"{"type":"client.created","occurredAt":null,"data":{"clientId":"x"}}"#,
+            r#"{"type":"client.created","occurredAt":5,"data":{"clientId":"x"}}"#,
+            r#"{"type":"client.created","type":"client.updated","data":{"clientId":1}}"#,
+            "{not json",
+            "[1,2]",
+            r#"{"type":"client.created","data":[]}"#,
+        ]
+        .map(String::from)
+        .to_vec();
+        for data in [
+            r#"{}"#,
+            r#"{"clientId":null}"#,
+            r#"{"clientId":1.5}"#,
+            r#"{"clientId":" "}"#,
+            r#"{"clientId":".."}"#,
+            r#"{"clientId":"a\u0000b"}"#,
+            r#"{"clientId":"\u00e9t\u00e9 \"q\""}"#,
+            r#"{"clientId":18446744073709551615}"#,
+            r#"{"clientId":-3,"email":null,"info":null,"phones":null,"addresses":null,"status":null,"type":null,"verificationLevel":null}"#,
+            r#"{"clientId":1,"email":5}"#,
+            r#"{"clientId":1,"email":"a@b.c","email":"d@e.f"}"#,
+            r#"{"clientId":1,"info":[]}"#,
+            r#"{"clientId":1,"info":{"firstName":1}}"#,
+            r#"{"clientId":1,"info":{"lastName":"a","lastName":"b"}}"#,
+            r#"{"clientId":1,"info":{"title":["x"],"middleName":null}}"#,
+            r#"{"clientId":1,"phones":"+357"}"#,
+            r#"{"clientId":1,"phones":[null]}"#,
+            r#"{"clientId":1,"phones":[{"number":true}]}"#,
+            r#"{"clientId":1,"phones":[{"number":["+357 \"1\""]}]}"#,
+            r#"{"clientId":1,"phones":[{"number":{"a":1}}]}"#,
+            r#"{"clientId":1,"phones":[{"number":357.5,"confirmed":"yes"}]}"#,
+            r#"{"clientId":1,"phones":[{"number":"1","updateTime":"yesterday"}]}"#,
+            r#"{"clientId":1,"phones":[{"number":"1","updateTime":20261101}]}"#,
+            r#"{"clientId":1,"phones":[{"updateTime":"2026-11-01 09:00:00Z"}]}"#,
+            r#"{"clientId":1,"addresses":{}}"#,
+            r#"{"clientId":1,"addresses":[{"countryCode":false}]}"#,
+            r#"{"clientId":1,"addresses":[{"countryCode":196,"postcode":-1e3,"type":null}]}"#,
+            r#"{"clientId":1,"addresses":[{"city":["Limassol"]}]}"#,
+            r#"{"clientId":1,"addresses":[{"updateTime":"2026-13-01T09:00:00Z"}]}"#,
+            r#"{"clientId":1,"status":"Active"}"#,
+            r#"{"clientId":1,"status":{"id":{"deep":[1,{"x":null}]},"name":"A"}}"#,
+            r#"{"clientId":1,"type":{"name":2}}"#,
+            r#"{"clientId":1,"verificationLevel":{"name":"Full","name":"Basic"}}"#,
+            r#"{"clientId":true,"phones":"x"}"#,
+            r#"{"clientId":1,"phones":[{"number":"1"}],"phones":[]}"#,
+            r#"{"clientId":1,"email":"a\ud800"}"#,
+        ] {
+            bodies.push(wrap(data));
+        }
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        bodies.push(wrap(&format!(
+            r#"{{"clientId":1,"status":{{"id":{deep}}}}}"#
+        )));
+        bodies.push(wrap(&format!(
+            r#"{{"clientId":1,"phones":[{{"number":{deep}}}]}}"#
+        )));
+        for body in &bodies {
+            assert_check_agrees(body);
         }
     }
 

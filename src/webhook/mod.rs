@@ -8,7 +8,7 @@ pub mod verify;
 
 use chrono::{DateTime, Utc};
 
-pub use event::{ClientData, ClientEvent, ClientId, Field, Parsed};
+pub use event::{Checked, ClientData, ClientEvent, ClientId, Field, Head, Parsed};
 pub use receiver::{LoadError, Receiver, Receivers, Signed};
 pub use verify::{sign_hex, sign_standard, StandardHeaders, VerifyError};
 
@@ -45,9 +45,9 @@ pub fn intake<'r>(
     now: DateTime<Utc>,
 ) -> Result<Intake, IntakeError> {
     let signed = receiver.verify(header, body, now)?;
-    let ev = match event::parse(body).map_err(IntakeError::Payload)? {
-        Parsed::Ignored { event_type } => return Ok(Intake::Ignored { event_type }),
-        Parsed::Client(ev) => ev,
+    let ev = match event::check(body).map_err(IntakeError::Payload)? {
+        Checked::Ignored { event_type } => return Ok(Intake::Ignored { event_type }),
+        Checked::Client(ev) => ev,
     };
     if ev.occurred_at.is_some_and(|t| t > now + MAX_AHEAD) {
         // A date far ahead would win every later merge: its fields could never change again.
