@@ -16,7 +16,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
-use actix_web::body::{BodySize, BoxBody, MessageBody};
+use actix_web::body::{BodySize, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::error::PayloadError;
 use actix_web::middleware::Next;
@@ -31,7 +31,11 @@ pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// The request body, shared between the handler and the response it produces.
 struct Shared {
     payload: Rc<RefCell<Payload>>,
-    deadline: Pin<Box<tokio::time::Sleep>>,
+    /// When the body must have arrived (or, for a streamed upload, the next
+    /// chunk); its timer is made only once the body keeps the reader
+    /// waiting: a webhook's body has most often arrived with its headers.
+    deadline: tokio::time::Instant,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
     /// Set for streamed uploads: the deadline moves this far on with each chunk.
     idle: Option<Duration>,
     timeout: Duration,
@@ -46,38 +50,50 @@ impl Stream for Shared {
             Poll::Ready(Some(Ok(chunk))) => {
                 if let Some(idle) = self.idle {
                     let next = tokio::time::Instant::now() + idle;
-                    self.deadline.as_mut().reset(next);
+                    self.deadline = next;
+                    if let Some(timer) = self.timer.as_mut() {
+                        timer.as_mut().reset(next);
+                    }
                 }
                 Poll::Ready(Some(Ok(chunk)))
             }
-            Poll::Pending => match self.deadline.as_mut().poll(cx) {
-                Poll::Ready(()) => {
-                    let secs = self.timeout.as_secs();
-                    let what = if self.idle.is_some() {
-                        format!("no data arrived for {secs} s")
-                    } else {
-                        format!("the body did not arrive within {secs} s")
-                    };
-                    Poll::Ready(Some(Err(PayloadError::Io(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        what,
-                    )))))
+            Poll::Pending => {
+                let deadline = self.deadline;
+                let timer = self
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => {
+                        let secs = self.timeout.as_secs();
+                        let what = if self.idle.is_some() {
+                            format!("no data arrived for {secs} s")
+                        } else {
+                            format!("the body did not arrive within {secs} s")
+                        };
+                        Poll::Ready(Some(Err(PayloadError::Io(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            what,
+                        )))))
+                    }
+                    Poll::Pending => Poll::Pending,
                 }
-                Poll::Pending => Poll::Pending,
-            },
+            }
             other => other,
         }
     }
 }
 
-/// A response body that owns the request body until it has been written.
-struct Held {
-    body: BoxBody,
-    _request_body: Rc<RefCell<Payload>>,
+pin_project_lite::pin_project! {
+    /// A response body that owns the request body until it has been written.
+    struct Held<B> {
+        #[pin]
+        body: B,
+        request_body: Rc<RefCell<Payload>>,
+    }
 }
 
-impl MessageBody for Held {
-    type Error = <BoxBody as MessageBody>::Error;
+impl<B: MessageBody> MessageBody for Held<B> {
+    type Error = B::Error;
 
     fn size(&self) -> BodySize {
         self.body.size()
@@ -87,7 +103,7 @@ impl MessageBody for Held {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Bytes, Self::Error>>> {
-        Pin::new(&mut self.get_mut().body).poll_next(cx)
+        self.project().body.poll_next(cx)
     }
 }
 
@@ -106,14 +122,15 @@ pub async fn hold_request_body(
     req.set_payload(Payload::Stream {
         payload: Box::pin(Shared {
             payload: shared.clone(),
-            deadline: Box::pin(tokio::time::sleep(timeout)),
+            deadline: tokio::time::Instant::now() + timeout,
+            timer: None,
             idle: streamed.then_some(timeout),
             timeout,
         }),
     });
     let res = next.call(req).await?;
     Ok(res.map_body(move |_, body| Held {
-        body: body.boxed(),
-        _request_body: shared,
+        body,
+        request_body: shared,
     }))
 }
