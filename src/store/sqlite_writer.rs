@@ -5,11 +5,14 @@
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{
+    params, params_from_iter, Connection, ErrorCode, OptionalExtension, TransactionBehavior,
+};
 
 use super::events::{
     write_order, DUE_CHUNK, DUE_CHUNK_END, DUE_CLIENT_CONFLICT, DUE_MARK, DUE_MARK_SET,
-    DUPLICATE_OF, INSERT_EVENT, MAKE_DUE,
+    DUPLICATE_OF, EVENT_PARAMS, INSERT_EVENT, MAKE_DUE,
 };
 use super::{to_millis, Inserted, NewEvent, Store, StoreError, SQLITE_PRAGMAS};
 
@@ -43,6 +46,9 @@ impl SqliteWriter {
         // the last of it when it starts the log over (`restart_log`).
         conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")
             .map_err(unavailable)?;
+        // An insert for each number of rows up to ROWS_PER_INSERT, and the
+        // few other statements, all kept prepared.
+        conn.set_prepared_statement_cache_capacity(2 * ROWS_PER_INSERT + 16);
         Ok(Self {
             conn,
             stored_since_due: 0,
@@ -82,29 +88,21 @@ impl SqliteWriter {
             .map_err(store_error)?;
         let order = write_order(events);
         let mut stored = std::collections::HashSet::with_capacity(events.len());
-        {
-            let mut insert = tx
-                .prepare_cached(&format!(
-                    "{INSERT_EVENT} ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING"
-                ))
+        for rows in order.chunks(ROWS_PER_INSERT) {
+            let inserted = tx
+                .prepare_cached(&insert_rows(rows.len()))
+                .and_then(|mut insert| {
+                    insert.execute(params_from_iter(rows.iter().flat_map(|e| row(e))))
+                })
                 .map_err(store_error)?;
-            for e in &order {
-                let n = insert
-                    .execute(params![
-                        e.id,
-                        &*e.connection_id,
-                        e.idempotency_key,
-                        &*e.client_id,
-                        e.event_type,
-                        to_millis(e.occurred_at),
-                        to_millis(e.received_at),
-                        e.payload,
-                        e.urgent,
-                        e.job_id,
-                        e.signed_digest,
-                    ])
-                    .map_err(store_error)?;
-                if n == 1 {
+            if inserted == rows.len() {
+                stored.extend(rows.iter().map(|e| e.id.as_str()));
+                continue;
+            }
+            // Some were duplicates (rare): an event that was stored is the
+            // one its key and digest find.
+            for e in rows {
+                if duplicate_of(&tx, e)? == e.id {
                     stored.insert(e.id.as_str());
                 }
             }
@@ -114,15 +112,7 @@ impl SqliteWriter {
             if stored.contains(e.id.as_str()) {
                 answers.push(Inserted::Accepted);
             } else {
-                let event_id = tx
-                    .prepare_cached(DUPLICATE_OF)
-                    .and_then(|mut q| {
-                        q.query_row(
-                            params![&*e.connection_id, e.idempotency_key, e.signed_digest],
-                            |r| r.get(0),
-                        )
-                    })
-                    .map_err(store_error)?;
+                let event_id = duplicate_of(&tx, e)?;
                 answers.push(Inserted::Duplicate { event_id });
             }
         }
@@ -134,6 +124,57 @@ impl SqliteWriter {
         tx.commit().map_err(store_error)?;
         Ok(answers)
     }
+}
+
+/// Events inserted by one statement at most: one statement per event costs
+/// SQLite its run, a reset and the AUTOINCREMENT counter's update each time.
+const ROWS_PER_INSERT: usize = 16;
+
+/// The insert of `rows` events (anonymous `?`: SQLite looks each `$N` up by
+/// a linear scan).
+fn insert_rows(rows: usize) -> String {
+    let row = format!("({})", ["?"; EVENT_PARAMS].join(", "));
+    format!(
+        "{INSERT_EVENT} {} ON CONFLICT DO NOTHING",
+        vec![row.as_str(); rows].join(", ")
+    )
+}
+
+/// An event's values, in the order of [`INSERT_EVENT`].
+fn row(e: &NewEvent) -> [ToSqlOutput<'_>; EVENT_PARAMS] {
+    fn text(s: &str) -> ToSqlOutput<'_> {
+        ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes()))
+    }
+    fn optional(s: &Option<String>) -> ToSqlOutput<'_> {
+        s.as_deref()
+            .map_or(ToSqlOutput::Borrowed(ValueRef::Null), text)
+    }
+    let integer = |i: i64| ToSqlOutput::Borrowed(ValueRef::Integer(i));
+    [
+        text(&e.id),
+        text(&e.connection_id),
+        text(&e.idempotency_key),
+        text(&e.client_id),
+        text(&e.event_type),
+        integer(to_millis(e.occurred_at)),
+        integer(to_millis(e.received_at)),
+        text(&e.payload),
+        integer(e.urgent.into()),
+        optional(&e.job_id),
+        optional(&e.signed_digest),
+    ]
+}
+
+/// The id of the event stored under `e`'s key or digest.
+fn duplicate_of(tx: &rusqlite::Transaction, e: &NewEvent) -> Result<String, StoreError> {
+    tx.prepare_cached(DUPLICATE_OF)
+        .and_then(|mut q| {
+            q.query_row(
+                params![&*e.connection_id, e.idempotency_key, e.signed_digest],
+                |r| r.get(0),
+            )
+        })
+        .map_err(store_error)
 }
 
 /// Makes due the clients of the next chunk of events after the mark, in the

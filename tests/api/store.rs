@@ -544,6 +544,77 @@ async fn the_sqlite_committer_stores_a_batch_as_the_pool_does() {
     assert_eq!(seen[0].2, 2);
 }
 
+/// A batch larger than one insert statement of the committer (16 rows), with
+/// duplicates within a statement's rows, across two statements, of an event
+/// stored by an earlier batch, and by a hex-scheme body's digest: the
+/// committer answers and stores exactly what the pool does.
+#[tokio::test]
+async fn the_sqlite_committer_stores_a_batch_of_many_statements_as_the_pool_does() {
+    let now = Utc::now();
+    let mut seen = Vec::new();
+    for committer in [false, true] {
+        let db = TestDb::sqlite().await;
+        let store = db.open().await;
+        let conn = connection(store.as_ref(), "acme", true, now).await;
+        let earlier = new_event(&conn, "c3", "stored-before", now);
+        let digest = |e: NewEvent, d: &str| NewEvent {
+            signed_digest: Some(d.into()),
+            ..e
+        };
+        let earlier_digest = digest(new_event(&conn, "c4", "digest-before", now), "sha256:d1");
+        // 40 events over 5 clients (the batch is written in client order).
+        let mut events: Vec<NewEvent> = (0..40)
+            .map(|i| new_event(&conn, &format!("c{}", i % 5), &format!("k{i}"), now))
+            .collect();
+        events[6].idempotency_key = "k1".into(); // c1 twice: the same statement
+        events[37].idempotency_key = "k0".into(); // c2 and c0: another statement
+        events[12].idempotency_key = "stored-before".into();
+        events[21] = digest(events[21].clone(), "sha256:d1");
+        let insert = |events: Vec<NewEvent>| {
+            let store = store.clone();
+            async move {
+                if committer {
+                    let mut writer = store.sqlite_writer().expect("a file").unwrap();
+                    writer.insert_events(&events).unwrap()
+                } else {
+                    store.insert_events(&events).await.unwrap()
+                }
+            }
+        };
+        insert(vec![earlier.clone(), earlier_digest.clone()]).await;
+        let answers = insert(events.clone()).await;
+        let duplicates: Vec<(usize, String)> = answers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| match a {
+                Inserted::Duplicate { event_id } => Some((i, event_id.clone())),
+                Inserted::Accepted => None,
+            })
+            .collect();
+        assert_eq!(
+            duplicates,
+            vec![
+                (6, events[1].id.clone()),
+                (12, earlier.id.clone()),
+                (21, earlier_digest.id.clone()),
+                (37, events[0].id.clone()),
+            ],
+            "committer: {committer}"
+        );
+        let mut stored: Vec<String> = store
+            .pending_events(&conn)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| format!("{}:{}", e.client_id.as_str(), e.idempotency_key))
+            .collect();
+        stored.sort();
+        seen.push(stored);
+    }
+    assert_eq!(seen[0], seen[1]);
+    assert_eq!(seen[0].len(), 2 + 40 - 4, "{:?}", seen[0]);
+}
+
 /// The committer's commits never checkpoint (they must not wait for one); the
 /// checkpointer copies the log into the database file.
 #[tokio::test]
