@@ -148,12 +148,42 @@ pub fn sync_latency(source: &'static str, seconds: f64) {
 
 /// Counts one webhook by connection and outcome (`accepted`, `duplicate`, `ignored`, or an error code).
 pub fn webhook(connection: &str, outcome: &str) {
+    webhook_counter(connection, outcome).increment(1);
+}
+
+fn webhook_counter(connection: &str, outcome: &str) -> metrics::Counter {
     metrics::counter!(
         "leadbridge_webhooks_total",
         "connection" => connection.to_string(),
         "outcome" => outcome.to_string()
     )
-    .increment(1);
+}
+
+/// A connection's counts of webhooks, the common outcomes looked up once:
+/// each of those is then one atomic add, not a registry look-up.
+pub struct WebhookCounts {
+    connection: String,
+    accepted: metrics::Counter,
+    duplicate: metrics::Counter,
+}
+
+impl WebhookCounts {
+    pub fn new(connection: &str) -> Self {
+        Self {
+            connection: connection.to_string(),
+            accepted: webhook_counter(connection, "accepted"),
+            duplicate: webhook_counter(connection, "duplicate"),
+        }
+    }
+
+    /// Counts one webhook by outcome, as [`webhook`] does.
+    pub fn count(&self, outcome: &str) {
+        match outcome {
+            "accepted" => self.accepted.increment(1),
+            "duplicate" => self.duplicate.increment(1),
+            other => webhook(&self.connection, other),
+        }
+    }
 }
 
 /// Counts one Salesforce call by operation (`token`, `describe`, `create`, …) and HTTP status.

@@ -1,15 +1,17 @@
 //! `POST /v1/webhooks/{connectionName}`: size check, signature check on the raw
 //! bytes, parse, durable insert, then 202.
 
+use std::sync::Arc;
+
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::request_span::LazySpan;
 use super::{check_declared_length, read_body, ApiError, AppState};
-use crate::domain::ConnectionName;
 use crate::store::Inserted;
-use crate::webhook::{self, Intake};
+use crate::webhook::{self, Intake, Receiver};
 
 /// Answer to an accepted, duplicate or ignored webhook.
 #[derive(Debug, Serialize, ToSchema)]
@@ -54,41 +56,47 @@ pub async fn receive(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let name = path.into_inner();
+    let span = LazySpan::new(&req);
     // Labelled by the connection only once it is known to exist: a label
     // taken from an unauthenticated path would let anyone grow /metrics.
     let mut known = None;
-    let result = handle(&req, &name, payload, &state, &mut known).await;
+    let result = handle(&req, &span, &name, payload, &state, &mut known).await;
     let outcome = match &result {
         Ok((_, answer)) => answer.status,
         Err(e) => e.code(),
     };
-    let label = known
-        .as_ref()
-        .map_or("unknown", |n: &ConnectionName| n.as_str());
-    crate::metrics::webhook(label, outcome);
-    let (status, answer) = result?;
-    Ok(HttpResponse::build(status).json(answer))
+    match &known {
+        Some(receiver) => receiver.counts.count(outcome),
+        None => crate::metrics::webhook("unknown", outcome),
+    }
+    match result {
+        Ok((status, answer)) => Ok(HttpResponse::build(status).json(answer)),
+        // Built here so that what it logs is in the request's span.
+        Err(e) if e.status_code().is_server_error() => Ok(span.in_scope(|| e.error_response())),
+        Err(e) => Err(e),
+    }
 }
 
 async fn handle(
     req: &HttpRequest,
+    span: &LazySpan<'_>,
     name: &str,
     payload: web::Payload,
     state: &AppState,
-    known: &mut Option<ConnectionName>,
+    known: &mut Option<Arc<Receiver>>,
 ) -> Result<(StatusCode, WebhookAnswer), ApiError> {
     check_declared_length(req, state.max_body_bytes)?;
     let receiver = state
         .receivers
         .get(&state.store, &state.master_key, name, state.clock.now())
         .await?;
+    *known = Some(receiver.clone());
     let conn = &receiver.conn;
-    *known = Some(conn.name.clone());
     let body = read_body(payload, state.max_body_bytes).await?;
     let header = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok());
     let new = match webhook::intake(&receiver, header, &body, state.clock.now())? {
         Intake::Ignored { event_type } => {
-            tracing::info!(connection = %conn.name, %event_type, "webhook ignored: event type is not synced");
+            span.in_scope(|| tracing::info!(connection = %conn.name, %event_type, "webhook ignored: event type is not synced"));
             return Ok((StatusCode::OK, WebhookAnswer::new("ignored", None)));
         }
         Intake::Event(new) => new,
@@ -99,17 +107,25 @@ async fn handle(
             state.wake.arrived(1);
             // At debug: at full rate a line per webhook costs more than
             // storing it. The committer logs a count at info.
-            tracing::debug!(
-                connection = %conn.name, %client_id, %event_id, held = !conn.enabled,
-                "webhook accepted"
-            );
+            if tracing::enabled!(tracing::Level::DEBUG) {
+                span.in_scope(|| {
+                    tracing::debug!(
+                        connection = %conn.name, %client_id, %event_id, held = !conn.enabled,
+                        "webhook accepted"
+                    )
+                });
+            }
             Ok((
                 StatusCode::ACCEPTED,
                 WebhookAnswer::new("accepted", Some(event_id)),
             ))
         }
         Inserted::Duplicate { event_id } => {
-            tracing::debug!(connection = %conn.name, %event_id, "webhook duplicate");
+            if tracing::enabled!(tracing::Level::DEBUG) {
+                span.in_scope(
+                    || tracing::debug!(connection = %conn.name, %event_id, "webhook duplicate"),
+                );
+            }
             Ok((
                 StatusCode::OK,
                 WebhookAnswer::new("duplicate", Some(event_id)),

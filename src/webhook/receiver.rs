@@ -6,10 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 
-use super::verify::{self, StandardHeaders, VerifyError};
+use super::verify::{self, SigningKey, StandardHeaders, VerifyError};
 use crate::crypto::{CryptoError, MasterKey};
 use crate::domain::{webhook_secret_context, Connection, ConnectionName, SignatureScheme};
 use crate::store::{Store, StoreError};
@@ -25,8 +24,11 @@ const MAX_KEY_LEN: usize = 255;
 /// A connection with its webhook secrets opened, as the webhook path needs it.
 pub struct Receiver {
     pub conn: Connection,
-    /// (expires_at, secret) of every secret not expired when loaded.
-    secrets: Vec<(Option<DateTime<Utc>>, SecretString)>,
+    /// `leadbridge_webhooks_total` of this connection.
+    pub counts: crate::metrics::WebhookCounts,
+    /// (expires_at, key) of every secret not expired when loaded, its key
+    /// made for the connection's scheme.
+    keys: Vec<(Option<DateTime<Utc>>, SigningKey)>,
 }
 
 /// What a verified signature tells about the request.
@@ -84,16 +86,21 @@ impl Receivers {
             return Ok(r);
         }
         let conn = store.get_connection(&name).await?.ok_or_else(unknown)?;
-        let secrets = store
+        let signing_key = match conn.signature_scheme {
+            SignatureScheme::StandardWebhooks => SigningKey::standard,
+            SignatureScheme::HmacSha256Hex => SigningKey::hex,
+        };
+        let keys = store
             .valid_webhook_secrets(&conn.id, now)
             .await?
             .iter()
             .map(|s| {
                 key.open(&webhook_secret_context(&conn.id, &s.id), &s.sealed)
-                    .map(|secret| (s.expires_at, secret))
+                    .map(|secret| (s.expires_at, signing_key(&secret)))
             })
             .collect::<Result<_, _>>()?;
-        let r = Arc::new(Receiver { conn, secrets });
+        let counts = crate::metrics::WebhookCounts::new(conn.name.as_str());
+        let r = Arc::new(Receiver { conn, counts, keys });
         self.cache.insert(name, r.clone()).await;
         Ok(r)
     }
@@ -115,12 +122,11 @@ impl Receiver {
         now: DateTime<Utc>,
     ) -> Result<Signed, VerifyError> {
         // Expiry is checked against the clock on every request, cached or not.
-        let secrets: Vec<SecretString> = self
-            .secrets
+        let keys = self
+            .keys
             .iter()
             .filter(|(expires_at, _)| expires_at.is_none_or(|t| t > now))
-            .map(|(_, s)| s.clone())
-            .collect();
+            .map(|(_, k)| k);
         match self.conn.signature_scheme {
             SignatureScheme::StandardWebhooks => {
                 // Senders built on Svix name the same headers `svix-*`; a
@@ -136,7 +142,7 @@ impl Receiver {
                     timestamp: header(timestamp),
                     signature: header(signature),
                 };
-                let id = verify::verify_standard(headers, body, &secrets, now.timestamp())?;
+                let id = verify::verify_standard_keyed(headers, body, keys, now.timestamp())?;
                 Ok(Signed {
                     idempotency_key: bounded_key(id),
                     timestamp: headers.timestamp.and_then(|t| t.trim().parse().ok()),
@@ -146,7 +152,7 @@ impl Receiver {
             }
             SignatureScheme::HmacSha256Hex => {
                 let name = self.conn.effective_signature_header();
-                verify::verify_hex(name, header(name), body, &secrets)?;
+                verify::verify_hex_keyed(name, header(name), body, keys)?;
                 // Only the body is signed: an id header can be changed by
                 // anyone replaying it, so the body's digest dedupes too.
                 let digest = format!("sha256:{}", hex::encode(Sha256::digest(body)));

@@ -46,11 +46,43 @@ fn standard_key(secret: &SecretString) -> Vec<u8> {
 }
 
 fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
-    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes keys of any length");
-    for part in parts {
-        mac.update(part);
+    SigningKey::new(key).mac(parts)
+}
+
+/// A secret made ready to check signatures: its HMAC key, derived once
+/// (decoding the secret and hashing the key into HMAC's two pads is the
+/// same for every request). Shows nothing of itself in `Debug`.
+#[derive(Clone)]
+pub struct SigningKey(HmacSha256);
+
+impl SigningKey {
+    fn new(key: &[u8]) -> Self {
+        Self(HmacSha256::new_from_slice(key).expect("HMAC takes keys of any length"))
     }
-    mac.finalize().into_bytes().into()
+
+    /// The key of a secret under `standard-webhooks`.
+    pub fn standard(secret: &SecretString) -> Self {
+        Self::new(&standard_key(secret))
+    }
+
+    /// The key of a secret under `hmac-sha256-hex`: its text as bytes.
+    pub fn hex(secret: &SecretString) -> Self {
+        Self::new(secret.expose_secret().as_bytes())
+    }
+
+    fn mac(&self, parts: &[&[u8]]) -> [u8; 32] {
+        let mut mac = self.0.clone();
+        for part in parts {
+            mac.update(part);
+        }
+        mac.finalize().into_bytes().into()
+    }
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SigningKey(…)")
+    }
 }
 
 /// The `v1,<base64>` signature Standard Webhooks puts on a message.
@@ -79,6 +111,17 @@ pub fn verify_standard<'a>(
     secrets: &[SecretString],
     now_unix: i64,
 ) -> Result<&'a str, VerifyError> {
+    let keys: Vec<SigningKey> = secrets.iter().map(SigningKey::standard).collect();
+    verify_standard_keyed(headers, body, &keys, now_unix)
+}
+
+/// As [`verify_standard`], with the secrets' keys ([`SigningKey::standard`]).
+pub fn verify_standard_keyed<'a, 'k>(
+    headers: StandardHeaders<'a>,
+    body: &[u8],
+    keys: impl IntoIterator<Item = &'k SigningKey>,
+    now_unix: i64,
+) -> Result<&'a str, VerifyError> {
     let id = headers
         .id
         .ok_or_else(|| VerifyError::MissingHeader("webhook-id".into()))?;
@@ -98,20 +141,13 @@ pub fn verify_standard<'a>(
         return Err(VerifyError::TimestampOutOfTolerance);
     }
     let ts_text = ts_text.trim();
-    let offered: Vec<&[u8]> = signatures
-        .split(' ')
-        .filter_map(|s| s.strip_prefix("v1,"))
-        .map(str::as_bytes)
-        .collect();
-    for secret in secrets {
-        let mac = hmac(
-            &standard_key(secret),
-            &[id.as_bytes(), b".", ts_text.as_bytes(), b".", body],
-        );
+    for key in keys {
+        let mac = key.mac(&[id.as_bytes(), b".", ts_text.as_bytes(), b".", body]);
         let expected = STANDARD.encode(mac);
-        if offered
-            .iter()
-            .any(|candidate| constant_time_eq(candidate, expected.as_bytes()))
+        if signatures
+            .split(' ')
+            .filter_map(|s| s.strip_prefix("v1,"))
+            .any(|candidate| constant_time_eq(candidate.as_bytes(), expected.as_bytes()))
         {
             return Ok(id);
         }
@@ -126,12 +162,23 @@ pub fn verify_hex(
     body: &[u8],
     secrets: &[SecretString],
 ) -> Result<(), VerifyError> {
+    let keys: Vec<SigningKey> = secrets.iter().map(SigningKey::hex).collect();
+    verify_hex_keyed(header_name, header, body, &keys)
+}
+
+/// As [`verify_hex`], with the secrets' keys ([`SigningKey::hex`]).
+pub fn verify_hex_keyed<'k>(
+    header_name: &str,
+    header: Option<&str>,
+    body: &[u8],
+    keys: impl IntoIterator<Item = &'k SigningKey>,
+) -> Result<(), VerifyError> {
     let value = header.ok_or_else(|| VerifyError::MissingHeader(header_name.to_string()))?;
     let value = value.trim();
     let offered = value.strip_prefix("sha256=").unwrap_or(value);
     let offered = offered.to_ascii_lowercase();
-    for secret in secrets {
-        let expected = hex::encode(hmac(secret.expose_secret().as_bytes(), &[body]));
+    for key in keys {
+        let expected = hex::encode(key.mac(&[body]));
         if constant_time_eq(offered.as_bytes(), expected.as_bytes()) {
             return Ok(());
         }

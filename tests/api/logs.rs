@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 
 use crate::emulator::{Fault, OrgConfig};
-use crate::helpers::{captured_logs, spawn_with_org};
+use crate::helpers::{captured_logs, spawn_app, spawn_with_org, Webhook};
 
 /// Captured JSON lines about connection `name` (the capture is shared by every test).
 fn lines_of(name: &str) -> Vec<Value> {
@@ -86,4 +86,40 @@ async fn a_query_string_never_reaches_the_logs_even_on_a_4xx() {
         "the path is still logged"
     );
     assert!(!logs.contains(&marker), "the query string was logged");
+}
+
+/// A webhook's span is made only when something is logged in it: the lines
+/// it does write (an ignored type at info, a failure at error) still carry
+/// the request's id, method and path.
+#[tokio::test]
+async fn a_webhooks_lines_carry_its_request_span_though_it_is_made_only_to_log() {
+    let app = spawn_app().await;
+    let secret = app.connection("logs-c").await;
+    let ignored = Webhook::standard(&secret, "m1", app.now(), r#"{"type":"deposit.created"}"#);
+    assert_eq!(app.post_webhook("logs-c", &ignored).await.status(), 200);
+    // Another app whose store is closed before its first webhook: 503.
+    let down = spawn_app().await;
+    let secret = down.connection("logs-c").await;
+    down.store.close().await;
+    let body = json!({"type": "client.created", "data": {"clientId": 5}}).to_string();
+    let failed = Webhook::standard(&secret, "m2", down.now(), &body);
+    assert_eq!(down.post_webhook("logs-c", &failed).await.status(), 503);
+
+    let lines: Vec<Value> = captured_logs()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["span"]["http.target"] == "/v1/webhooks/logs-c")
+        .collect();
+    let ignored = with_message(&lines, "webhook ignored: event type is not synced");
+    let failed = with_message(&lines, "request failed");
+    assert_eq!(failed["level"], "ERROR");
+    let ids: Vec<&str> = [ignored, failed]
+        .iter()
+        .map(|l| {
+            assert_eq!(l["span"]["http.method"], "POST", "{l}");
+            l["span"]["request_id"].as_str().unwrap_or_default()
+        })
+        .collect();
+    assert!(ids.iter().all(|id| id.len() == 36), "{ids:?}");
+    assert_ne!(ids[0], ids[1], "each request has its own id");
 }
