@@ -64,6 +64,10 @@ impl AppState {
 
 /// Mounts every route on an actix `App`.
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    // Webhooks by their prefix alone, first: a resource with a `{name}`
+    // segment is matched by a regular expression, which cost a webhook
+    // more than checking its signature. The handler reads the name.
+    cfg.service(web::scope("/v1/webhooks").default_service(web::to(webhooks::receive)));
     cfg.configure(console::routes);
     cfg.service(resource("/health/live", "GET", |r| {
         r.route(web::get().to(health::live))
@@ -76,9 +80,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     }))
     .service(resource("/openapi.json", "GET", |r| {
         r.route(web::get().to(openapi::serve))
-    }))
-    .service(resource("/v1/webhooks/{connectionName}", "POST", |r| {
-        r.route(web::post().to(webhooks::receive))
     }))
     .service(resource("/v1/connections", "GET, POST", |r| {
         r.route(web::get().to(connections::list))

@@ -1,9 +1,12 @@
 //! `POST /v1/webhooks/{connectionName}`: size check, signature check on the raw
 //! bytes, parse, durable insert, then 202.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
-use actix_web::http::StatusCode;
+use actix_router::Quoter;
+use actix_web::http::header::HeaderName;
+use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -51,11 +54,21 @@ impl WebhookAnswer {
 )]
 pub async fn receive(
     req: HttpRequest,
-    path: web::Path<String>,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let name = path.into_inner();
+    // Everything under the prefix comes here (see `routes`): the rest of
+    // the path must be one segment, read as the `{connectionName}` of a
+    // resource pattern would be.
+    let Some(name) = connection_segment(req.match_info().unprocessed()) else {
+        return super::not_found(req).await;
+    };
+    if req.method() != Method::POST {
+        return Err(ApiError::MethodNotAllowed {
+            method: req.method().to_string(),
+            allowed: "POST",
+        });
+    }
     let span = LazySpan::new(&req);
     // Labelled by the connection only once it is known to exist: a label
     // taken from an unauthenticated path would let anyone grow /metrics.
@@ -77,6 +90,31 @@ pub async fn receive(
     }
 }
 
+/// The headers a signature is read from, named once: a name given as text
+/// is parsed again at every look-up.
+static SIGNATURE_HEADERS: [HeaderName; 7] = [
+    HeaderName::from_static("webhook-id"),
+    HeaderName::from_static("webhook-timestamp"),
+    HeaderName::from_static("webhook-signature"),
+    HeaderName::from_static("svix-id"),
+    HeaderName::from_static("svix-timestamp"),
+    HeaderName::from_static("svix-signature"),
+    HeaderName::from_static("x-request-id"),
+];
+
+/// The one segment of `rest` (`/name`), percent-decoded as a `{name}`
+/// segment of a resource pattern is; `None` when `rest` is not one segment.
+fn connection_segment(rest: &str) -> Option<Cow<'_, str>> {
+    let segment = rest.strip_prefix('/')?;
+    if segment.is_empty() || segment.contains('/') {
+        return None;
+    }
+    Some(match Quoter::new(b"", b"").requote(segment.as_bytes()) {
+        Some(decoded) => Cow::Owned(String::from_utf8_lossy(&decoded).into_owned()),
+        None => Cow::Borrowed(segment),
+    })
+}
+
 async fn handle(
     req: &HttpRequest,
     span: &LazySpan<'_>,
@@ -93,7 +131,13 @@ async fn handle(
     *known = Some(receiver.clone());
     let conn = &receiver.conn;
     let body = read_body(payload, state.max_body_bytes).await?;
-    let header = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok());
+    let header = |n: &str| {
+        let value = match SIGNATURE_HEADERS.iter().find(|h| h.as_str() == n) {
+            Some(name) => req.headers().get(name),
+            None => req.headers().get(n),
+        };
+        value.and_then(|v| v.to_str().ok())
+    };
     let new = match webhook::intake(&receiver, header, &body, state.clock.now())? {
         Intake::Ignored { event_type } => {
             span.in_scope(|| tracing::info!(connection = %conn.name, %event_type, "webhook ignored: event type is not synced"));

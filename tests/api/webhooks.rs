@@ -764,3 +764,53 @@ async fn a_request_with_both_header_sets_is_checked_by_its_webhook_headers() {
         .unwrap();
     assert_eq!(stored[0].idempotency_key, "msg_w");
 }
+
+/// `/v1/webhooks/{connectionName}` is one segment: another method is 405,
+/// a deeper or an empty path is 404 like any unknown path, and a
+/// percent-encoded name is the name it decodes to.
+#[tokio::test]
+async fn the_webhook_path_is_one_segment_for_post_only() {
+    let app = spawn_app().await;
+    let secret = app.connection("acme-1").await;
+    let res = app
+        .client
+        .get(app.url("/v1/webhooks/acme-1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["allow"], "POST");
+    assert_problem(res, 405, "method_not_allowed").await;
+    for path in [
+        "/v1/webhooks/acme-1/x",
+        "/v1/webhooks/",
+        "/v1/webhooks",
+        "/v1/webhooksacme-1",
+    ] {
+        let res = app
+            .client
+            .post(app.url(path))
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        let problem = assert_problem(res, 404, "not_found").await;
+        assert_eq!(problem["detail"], format!("nothing is at {path}"), "{path}");
+    }
+    let res = app
+        .client
+        .post(app.url("/v1/webhooks/nobody"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(res, 404, "unknown_connection").await;
+    let hook = Webhook::standard(&secret, "m1", app.now(), &client_event(1));
+    let mut req = app
+        .client
+        .post(app.url("/v1/webhooks/%61cme%2D1"))
+        .body(hook.body.clone());
+    for (k, v) in &hook.headers {
+        req = req.header(k, v);
+    }
+    assert_eq!(req.send().await.unwrap().status(), 202);
+}
