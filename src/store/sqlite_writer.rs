@@ -4,11 +4,10 @@
 //! connection worker), and one fsync at its commit.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
-use rusqlite::{
-    params, params_from_iter, Connection, ErrorCode, OptionalExtension, TransactionBehavior,
-};
+use rusqlite::{params, params_from_iter, Connection, ErrorCode, OptionalExtension};
 
 use super::events::{
     write_order, DUE_CHUNK, DUE_CHUNK_END, DUE_CLIENT_CONFLICT, DUE_MARK, DUE_MARK_SET,
@@ -80,17 +79,12 @@ impl SqliteWriter {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        // IMMEDIATE: the write lock is taken (or waited for) at the start, so
-        // the transaction never has to upgrade and fail with SQLITE_BUSY.
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(store_error)?;
+        let tx = Immediate::begin(&self.conn)?;
         let order = write_order(events);
         let mut stored = std::collections::HashSet::with_capacity(events.len());
         for rows in order.chunks(ROWS_PER_INSERT) {
             let inserted = tx
-                .prepare_cached(&insert_rows(rows.len()))
+                .prepare_cached(insert_rows(rows.len()))
                 .and_then(|mut insert| {
                     insert.execute(params_from_iter(rows.iter().flat_map(|e| row(e))))
                 })
@@ -121,8 +115,52 @@ impl SqliteWriter {
             make_due_chunk(&tx)?;
             self.stored_since_due = 0;
         }
-        tx.commit().map_err(store_error)?;
+        tx.commit()?;
         Ok(answers)
+    }
+}
+
+/// A write transaction through statements prepared once (rusqlite's
+/// `Transaction` prepares its BEGIN and COMMIT again for every batch); it
+/// rolls back if dropped before its commit. IMMEDIATE: the write lock is
+/// taken (or waited for) at the start, so the transaction never has to
+/// upgrade and fail with SQLITE_BUSY.
+struct Immediate<'c> {
+    conn: &'c Connection,
+    open: bool,
+}
+
+impl<'c> Immediate<'c> {
+    fn begin(conn: &'c Connection) -> Result<Self, StoreError> {
+        conn.prepare_cached("BEGIN IMMEDIATE")
+            .and_then(|mut begin| begin.execute([]))
+            .map_err(store_error)?;
+        Ok(Self { conn, open: true })
+    }
+
+    fn commit(mut self) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("COMMIT")
+            .and_then(|mut commit| commit.execute([]))
+            .map_err(store_error)?;
+        self.open = false;
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for Immediate<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        self.conn
+    }
+}
+
+impl Drop for Immediate<'_> {
+    fn drop(&mut self) {
+        if self.open && !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
     }
 }
 
@@ -130,14 +168,23 @@ impl SqliteWriter {
 /// SQLite its run, a reset and the AUTOINCREMENT counter's update each time.
 const ROWS_PER_INSERT: usize = 16;
 
-/// The insert of `rows` events (anonymous `?`: SQLite looks each `$N` up by
-/// a linear scan).
-fn insert_rows(rows: usize) -> String {
-    let row = format!("({})", ["?"; EVENT_PARAMS].join(", "));
-    format!(
-        "{INSERT_EVENT} {} ON CONFLICT DO NOTHING",
-        vec![row.as_str(); rows].join(", ")
-    )
+/// The insert of `rows` events, 1 to [`ROWS_PER_INSERT`] (anonymous `?`:
+/// SQLite looks each `$N` up by a linear scan). Made once: the text is the
+/// key of the prepared statement it is looked up by.
+fn insert_rows(rows: usize) -> &'static str {
+    static TEXTS: OnceLock<Vec<String>> = OnceLock::new();
+    let texts = TEXTS.get_or_init(|| {
+        let row = format!("({})", ["?"; EVENT_PARAMS].join(", "));
+        (1..=ROWS_PER_INSERT)
+            .map(|n| {
+                format!(
+                    "{INSERT_EVENT} {} ON CONFLICT DO NOTHING",
+                    vec![row.as_str(); n].join(", ")
+                )
+            })
+            .collect()
+    });
+    &texts[rows - 1]
 }
 
 /// An event's values, in the order of [`INSERT_EVENT`].
@@ -166,7 +213,7 @@ fn row(e: &NewEvent) -> [ToSqlOutput<'_>; EVENT_PARAMS] {
 }
 
 /// The id of the event stored under `e`'s key or digest.
-fn duplicate_of(tx: &rusqlite::Transaction, e: &NewEvent) -> Result<String, StoreError> {
+fn duplicate_of(tx: &Connection, e: &NewEvent) -> Result<String, StoreError> {
     tx.prepare_cached(DUPLICATE_OF)
         .and_then(|mut q| {
             q.query_row(
@@ -181,7 +228,7 @@ fn duplicate_of(tx: &rusqlite::Transaction, e: &NewEvent) -> Result<String, Stor
 /// committer's transaction `tx` (which holds the write lock). Without a mark
 /// it leaves them to the readers, which report it: the webhooks of the batch
 /// are stored all the same.
-fn make_due_chunk(tx: &rusqlite::Transaction) -> Result<(), StoreError> {
+fn make_due_chunk(tx: &Connection) -> Result<(), StoreError> {
     let Some(mark) = tx
         .prepare_cached(DUE_MARK)
         .and_then(|mut q| q.query_row([], |r| r.get::<_, Option<i64>>(0)))
@@ -238,10 +285,9 @@ impl LogState {
 }
 
 fn passive_checkpoint(conn: &Connection) -> Result<LogState, StoreError> {
-    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-        Ok(LogState { frames: r.get(1)? })
-    })
-    .map_err(unavailable)
+    conn.prepare_cached("PRAGMA wal_checkpoint(PASSIVE)")
+        .and_then(|mut q| q.query_row([], |r| Ok(LogState { frames: r.get(1)? })))
+        .map_err(unavailable)
 }
 
 /// A connection to the file with the pool's pragmas.
