@@ -27,6 +27,15 @@ impl Store {
         if events.is_empty() {
             return Ok(Vec::new());
         }
+        if self.dialect == Dialect::Postgres {
+            // One statement is its own transaction: the events and their
+            // clients in one round trip, committed when it answers; a
+            // duplicate's original, committed by then, is looked up after.
+            let mut conn = self.pool.acquire().await?;
+            let order = write_order(events);
+            let inserted = insert_rows(&mut conn, self.dialect, &order).await?;
+            return answers(&mut conn, events, &inserted).await;
+        }
         let mut tx = self.pool.begin().await?;
         let answers = insert_events_in(&mut tx, self.dialect, events).await?;
         tx.commit().await?;
@@ -119,13 +128,18 @@ pub(super) const EVENT_PARAMS: usize = 11;
 pub(super) const DUPLICATE_OF: &str = "SELECT id FROM events WHERE connection_id = $1
     AND (idempotency_key = $2 OR signed_digest = $3) ORDER BY seq LIMIT 1";
 
+/// On PostgreSQL, makes due the clients of the events a batch stored (the
+/// `stored` rows of [`insert_rows`]'s statement), each once, in one order
+/// (by client, byte by byte) so that concurrent batches wait for each other
+/// instead of deadlocking.
+const MAKE_STORED_DUE: &str = "INSERT INTO clients AS c (connection_id, client_id, state,
+       next_attempt_at, updated_at, urgent)
+     SELECT connection_id, client_id, 'pending', MIN(received_at), MAX(received_at), BOOL_OR(urgent)
+     FROM stored GROUP BY connection_id, client_id
+     ORDER BY connection_id COLLATE \"C\", client_id COLLATE \"C\"";
+
 /// Makes a client due for a new event: a dead one starts over, a retrying
-/// one keeps its backoff. Bound: connection, client, state (`pending`),
-/// next attempt and update time (receipt), urgent.
-pub(super) const INSERT_DUE_CLIENT: &str =
-    "INSERT INTO clients AS c (connection_id, client_id, state, next_attempt_at, updated_at, urgent)
-     VALUES";
-pub(super) const DUE_CLIENT_PARAMS: usize = 6;
+/// one keeps its backoff.
 pub(super) const DUE_CLIENT_CONFLICT: &str = "ON CONFLICT (connection_id, client_id) DO UPDATE SET
        state = CASE WHEN c.state IN ('synced', 'dead') THEN 'pending' ELSE c.state END,
        attempts = CASE WHEN c.state = 'dead' THEN 0 ELSE c.attempts END,
@@ -234,27 +248,8 @@ pub(super) fn write_order(events: &[NewEvent]) -> Vec<&NewEvent> {
     order
 }
 
-/// The clients that newly stored events make due, once each and in `order`,
-/// with whether any of their new events is urgent.
-pub(super) fn due_clients<'e>(
-    order: &[&'e NewEvent],
-    stored: impl Fn(&NewEvent) -> bool,
-) -> Vec<(&'e NewEvent, bool)> {
-    let urgent: HashSet<(&str, &str)> = order
-        .iter()
-        .filter(|e| e.urgent && stored(e))
-        .map(|e| client_key(e))
-        .collect();
-    let mut seen = HashSet::new();
-    order
-        .iter()
-        .filter(|e| stored(e) && seen.insert(client_key(e)))
-        .map(|e| (*e, urgent.contains(&client_key(e))))
-        .collect()
-}
-
-/// Stores events within `tx`; see [`Store::insert_events`]. A few statements
-/// per batch, not two per event: each statement is a round trip.
+/// Stores events within `tx`; see [`Store::insert_events`]. One statement
+/// per batch (and one per duplicate), not two per event: each is a round trip.
 pub(super) async fn insert_events_in(
     tx: &mut AnyConnection,
     dialect: Dialect,
@@ -264,12 +259,33 @@ pub(super) async fn insert_events_in(
         return Ok(Vec::new());
     }
     let order = write_order(events);
-    let sql = dialect.positional(format!(
-        "{INSERT_EVENT} {} ON CONFLICT DO NOTHING RETURNING id",
-        values(events.len(), EVENT_PARAMS)
-    ));
+    let inserted = insert_rows(tx, dialect, &order).await?;
+    answers(tx, events, &inserted).await
+}
+
+/// Inserts the events in `order`, returning the ids of those stored (not
+/// duplicates). On PostgreSQL the same statement makes their clients due,
+/// locked in the same order (by client, byte by byte); on SQLite that is
+/// done after the commit, in bulk ([`Store::make_clients_due`]).
+async fn insert_rows(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    order: &[&NewEvent],
+) -> Result<HashSet<String>, StoreError> {
+    let rows = values(order.len(), EVENT_PARAMS);
+    let sql = match dialect {
+        Dialect::Sqlite => dialect.positional(format!(
+            "{INSERT_EVENT} {rows} ON CONFLICT DO NOTHING RETURNING id"
+        )),
+        Dialect::Postgres => format!(
+            "WITH stored AS ({INSERT_EVENT} {rows} ON CONFLICT DO NOTHING
+               RETURNING id, connection_id, client_id, received_at, urgent),
+             due AS ({MAKE_STORED_DUE} {DUE_CLIENT_CONFLICT})
+             SELECT id FROM stored"
+        ),
+    };
     let mut q = sqlx::query_scalar(&sql);
-    for e in &order {
+    for e in order {
         q = q
             .bind(&e.id)
             .bind(&e.connection_id)
@@ -283,12 +299,20 @@ pub(super) async fn insert_events_in(
             .bind(&e.job_id)
             .bind(&e.signed_digest);
     }
-    let inserted: HashSet<String> = q
-        .persistent(cache_statement(events.len()))
-        .fetch_all(&mut *tx)
+    Ok(q.persistent(cache_statement(order.len()))
+        .fetch_all(&mut *conn)
         .await?
         .into_iter()
-        .collect();
+        .collect())
+}
+
+/// Each event's answer: stored, or the id of the event stored under its key
+/// or signed digest.
+async fn answers(
+    conn: &mut AnyConnection,
+    events: &[NewEvent],
+    inserted: &HashSet<String>,
+) -> Result<Vec<Inserted>, StoreError> {
     let mut answers = Vec::with_capacity(events.len());
     for e in events {
         if inserted.contains(&e.id) {
@@ -298,36 +322,10 @@ pub(super) async fn insert_events_in(
                 .bind(&e.connection_id)
                 .bind(&e.idempotency_key)
                 .bind(&e.signed_digest)
-                .fetch_one(&mut *tx)
+                .fetch_one(&mut *conn)
                 .await?;
             answers.push(Inserted::Duplicate { event_id });
         }
     }
-    // On SQLite the clients are made due after the commit, in bulk
-    // ([`Store::make_clients_due`]).
-    if dialect == Dialect::Sqlite {
-        return Ok(answers);
-    }
-    let due = due_clients(&order, |e| inserted.contains(&e.id));
-    if due.is_empty() {
-        return Ok(answers);
-    }
-    let sql = dialect.positional(format!(
-        "{INSERT_DUE_CLIENT} {} {DUE_CLIENT_CONFLICT}",
-        values(due.len(), DUE_CLIENT_PARAMS)
-    ));
-    let mut q = sqlx::query(&sql);
-    for (e, urgent) in due {
-        q = q
-            .bind(&e.connection_id)
-            .bind(&e.client_id)
-            .bind("pending")
-            .bind(to_millis(e.received_at))
-            .bind(to_millis(e.received_at))
-            .bind(urgent);
-    }
-    q.persistent(cache_statement(events.len()))
-        .execute(&mut *tx)
-        .await?;
     Ok(answers)
 }

@@ -363,6 +363,45 @@ async fn a_batch_of_events_commits_together_and_dedupes_within_itself() {
     );
 }
 
+/// A client is made due once per batch, urgent when any of its stored
+/// events is: here a webhook beside its own older backfill row comes before
+/// another client's still older backfill row.
+#[tokio::test]
+async fn a_client_with_any_urgent_event_in_a_batch_is_due_as_urgent() {
+    let (_db, store, now) = setup().await;
+    let conn = connection(store.as_ref(), "acme", true, now).await;
+    let ev = |key: &str, client: &str, urgent: bool, ago: i64| NewEvent {
+        id: uuid::Uuid::new_v4().to_string(),
+        connection_id: conn.clone(),
+        idempotency_key: key.into(),
+        client_id: cid(client),
+        event_type: "client.updated".into(),
+        occurred_at: now,
+        received_at: now - Duration::minutes(ago),
+        payload: "{}".into(),
+        urgent,
+        job_id: None,
+        signed_digest: None,
+    };
+    let batch = [
+        ev("b1", "older", false, 10),
+        ev("b2", "mixed", false, 5),
+        ev("w1", "mixed", true, 0),
+    ];
+    let answers = store.insert_events(&batch).await.unwrap();
+    assert!(
+        answers.iter().all(|a| *a == Inserted::Accepted),
+        "{answers:?}"
+    );
+    let lease = now + Duration::minutes(1);
+    let first = store.claim_due(now, "w1", lease, 1).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].client_id.as_str(), "mixed", "urgent first");
+    let rest = store.claim_due(now, "w2", lease, 10).await.unwrap();
+    let ids: Vec<&str> = rest.iter().map(|c| c.client_id.as_str()).collect();
+    assert_eq!(ids, ["older"], "each client due once");
+}
+
 #[tokio::test]
 async fn every_connection_gets_a_share_of_a_claim_and_webhooks_come_before_backfill() {
     let (_db, store, now) = setup().await;
