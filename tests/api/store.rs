@@ -371,17 +371,9 @@ async fn a_client_with_any_urgent_event_in_a_batch_is_due_as_urgent() {
     let (_db, store, now) = setup().await;
     let conn = connection(store.as_ref(), "acme", true, now).await;
     let ev = |key: &str, client: &str, urgent: bool, ago: i64| NewEvent {
-        id: uuid::Uuid::new_v4().to_string(),
-        connection_id: conn.clone(),
-        idempotency_key: key.into(),
-        client_id: cid(client),
-        event_type: "client.updated".into(),
-        occurred_at: now,
         received_at: now - Duration::minutes(ago),
-        payload: "{}".into(),
         urgent,
-        job_id: None,
-        signed_digest: None,
+        ..new_event(&conn, client, key, now)
     };
     let batch = [
         ev("b1", "older", false, 10),
