@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{params, params_from_iter, Connection, ErrorCode, OptionalExtension};
 
+use super::dialect::{values, Dialect};
 use super::events::{
     write_order, DUE_CHUNK, DUE_CHUNK_END, DUE_CLIENT_CONFLICT, DUE_MARK, DUE_MARK_SET,
     DUPLICATE_OF, EVENT_PARAMS, INSERT_EVENT, MAKE_DUE,
@@ -84,7 +85,7 @@ impl SqliteWriter {
         let mut stored = std::collections::HashSet::with_capacity(events.len());
         for rows in order.chunks(ROWS_PER_INSERT) {
             let inserted = tx
-                .prepare_cached(insert_rows(rows.len()))
+                .prepare_cached(insert_sql(rows.len()))
                 .and_then(|mut insert| {
                     insert.execute(params_from_iter(rows.iter().flat_map(|e| row(e))))
                 })
@@ -168,19 +169,18 @@ impl Drop for Immediate<'_> {
 /// SQLite its run, a reset and the AUTOINCREMENT counter's update each time.
 const ROWS_PER_INSERT: usize = 16;
 
-/// The insert of `rows` events, 1 to [`ROWS_PER_INSERT`] (anonymous `?`:
-/// SQLite looks each `$N` up by a linear scan). Made once: the text is the
-/// key of the prepared statement it is looked up by.
-fn insert_rows(rows: usize) -> &'static str {
+/// The insert of `rows` events, 1 to [`ROWS_PER_INSERT`], with SQLite's
+/// anonymous parameters ([`Dialect::positional`]). Made once: the text is
+/// the key of the prepared statement it is looked up by.
+fn insert_sql(rows: usize) -> &'static str {
     static TEXTS: OnceLock<Vec<String>> = OnceLock::new();
     let texts = TEXTS.get_or_init(|| {
-        let row = format!("({})", ["?"; EVENT_PARAMS].join(", "));
         (1..=ROWS_PER_INSERT)
             .map(|n| {
-                format!(
+                Dialect::Sqlite.positional(format!(
                     "{INSERT_EVENT} {} ON CONFLICT DO NOTHING",
-                    vec![row.as_str(); n].join(", ")
-                )
+                    values(n, EVENT_PARAMS)
+                ))
             })
             .collect()
     });
