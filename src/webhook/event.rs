@@ -261,11 +261,7 @@ fn check_in_one_pass(text: &str) -> Option<Checked> {
             while let Some(key) = map.next_key::<Cow<'de, str>>()? {
                 match key.as_ref() {
                     "type" if event_type.is_none() => {
-                        let raw: &'de RawValue = map.next_value()?;
-                        match serde_json::from_str::<Value>(raw.get()) {
-                            Ok(Value::String(t)) if !t.is_empty() => event_type = Some(t),
-                            _ => return Err(unusual()),
-                        }
+                        event_type = Some(type_of(map.next_value()?).ok_or_else(unusual)?);
                     }
                     "occurredAt" if occurred_at.is_none() => {
                         occurred_at = Some(map.next_value()?);
@@ -291,16 +287,7 @@ fn check_in_one_pass(text: &str) -> Option<Checked> {
             if !synced(&event_type) {
                 return Ok(Checked::Ignored { event_type });
             }
-            let occurred_at = match occurred_at.flatten().map(|r| r.get()) {
-                None | Some("null") => None,
-                Some(raw) => Some(
-                    serde_json::from_str::<&str>(raw)
-                        .ok()
-                        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-                        .ok_or_else(unusual)?
-                        .with_timezone(&Utc),
-                ),
-            };
+            let occurred_at = occurred_at_of(occurred_at.flatten()).ok_or_else(unusual)?;
             Ok(Checked::Client(Head {
                 event_type,
                 client_id: client_id.flatten().ok_or_else(unusual)?,
@@ -390,26 +377,15 @@ fn head(body: &[u8]) -> Result<Root<'_>, String> {
             not_json(e)
         }
     })?;
-    let event_type = match root
+    let event_type = root
         .event_type
-        .map(|r| serde_json::from_str::<Value>(r.get()))
-    {
-        Some(Ok(Value::String(t))) if !t.is_empty() => t,
-        _ => return Err("`type` is required and must be a non-empty string".into()),
-    };
+        .and_then(type_of)
+        .ok_or("`type` is required and must be a non-empty string")?;
     if !SYNCED_TYPES.contains(&event_type.as_str()) {
         return Ok(Root::Ignored(event_type));
     }
-    let occurred_at = match root.occurred_at.map(|r| r.get()) {
-        None | Some("null") => None,
-        Some(raw) => Some(
-            serde_json::from_str::<&str>(raw)
-                .ok()
-                .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-                .ok_or_else(|| "`occurredAt` must be an RFC 3339 date-time".to_string())?
-                .with_timezone(&Utc),
-        ),
-    };
+    let occurred_at =
+        occurred_at_of(root.occurred_at).ok_or("`occurredAt` must be an RFC 3339 date-time")?;
     let data = match root.data {
         Some(raw) if raw.get().starts_with('{') => raw.get(),
         _ => return Err("`data` is required and must be an object".into()),
@@ -419,6 +395,26 @@ fn head(body: &[u8]) -> Result<Root<'_>, String> {
         occurred_at,
         data,
     })
+}
+
+/// `type`'s raw value as an event type: a non-empty string, else `None`.
+fn type_of(raw: &RawValue) -> Option<String> {
+    match serde_json::from_str::<Value>(raw.get()) {
+        Ok(Value::String(t)) if !t.is_empty() => Some(t),
+        _ => None,
+    }
+}
+
+/// `occurredAt`'s raw value: absent or `null` is no time; anything but an
+/// RFC 3339 date-time is `None`.
+fn occurred_at_of(raw: Option<&RawValue>) -> Option<Option<DateTime<Utc>>> {
+    match raw.map(RawValue::get) {
+        None | Some("null") => Some(None),
+        Some(raw) => serde_json::from_str::<&str>(raw)
+            .ok()
+            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+            .map(|t| Some(t.with_timezone(&Utc))),
+    }
 }
 
 /// What `data` is read into: [`ClientData`], or its [`shape`] when it is
