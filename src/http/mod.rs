@@ -67,7 +67,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     // Webhooks by their prefix alone, first: a resource with a `{name}`
     // segment is matched by a regular expression, which cost a webhook
     // more than checking its signature. The handler reads the name.
-    cfg.service(web::scope("/v1/webhooks").default_service(web::to(webhooks::receive)));
+    cfg.service(web::scope(webhooks::PREFIX).default_service(web::to(webhooks::receive)));
     cfg.configure(console::routes);
     cfg.service(resource("/health/live", "GET", |r| {
         r.route(web::get().to(health::live))

@@ -11,7 +11,6 @@ use std::cell::OnceCell;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::Method;
 use actix_web::{Error, HttpMessage, HttpRequest};
 use tracing::Span;
 use tracing_actix_web::{RequestId, RootSpanBuilder};
@@ -22,7 +21,7 @@ pub struct PathOnly;
 
 impl RootSpanBuilder for PathOnly {
     fn on_request_start(request: &ServiceRequest) -> Span {
-        if is_webhook(request.request()) {
+        if super::webhooks::is_webhook(request.request()) {
             return Span::none();
         }
         span_of(request.request())
@@ -32,10 +31,6 @@ impl RootSpanBuilder for PathOnly {
     /// span closes, so fields set then would reach no log, and recording
     /// them re-renders the span's fields on every request.
     fn on_request_end<B: MessageBody>(_: Span, _: &Result<ServiceResponse<B>, Error>) {}
-}
-
-fn is_webhook(req: &HttpRequest) -> bool {
-    req.method() == Method::POST && req.path().starts_with("/v1/webhooks/")
 }
 
 fn span_of(req: &HttpRequest) -> Span {

@@ -90,6 +90,18 @@ pub async fn receive(
     }
 }
 
+/// The prefix every webhook's path starts with; the rest is the connection's name.
+pub const PREFIX: &str = "/v1/webhooks";
+
+/// Whether `req` is a webhook (it is given no request span up front).
+pub fn is_webhook(req: &HttpRequest) -> bool {
+    req.method() == Method::POST
+        && req
+            .path()
+            .strip_prefix(PREFIX)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
 /// The headers a signature is read from, named once: a name given as text
 /// is parsed again at every look-up.
 static SIGNATURE_HEADERS: [HeaderName; 7] = [
