@@ -548,13 +548,7 @@ async fn the_sqlite_committer_stores_a_batch_as_the_pool_does() {
             ],
             "committer: {committer}"
         );
-        let keys: Vec<String> = store
-            .pending_events(&conn)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|e| format!("{}:{}", e.client_id.as_str(), e.idempotency_key))
-            .collect();
+        let keys = pending_keys(store.as_ref(), &conn).await;
         let mut clients = Vec::new();
         for c in [cid("a"), cid("b")] {
             let r = store.client(&conn, &c).await.unwrap().unwrap();
@@ -632,13 +626,7 @@ async fn the_sqlite_committer_stores_a_batch_of_many_statements_as_the_pool_does
             ],
             "committer: {committer}"
         );
-        let mut stored: Vec<String> = store
-            .pending_events(&conn)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|e| format!("{}:{}", e.client_id.as_str(), e.idempotency_key))
-            .collect();
+        let mut stored = pending_keys(store.as_ref(), &conn).await;
         stored.sort();
         seen.push(stored);
     }
@@ -680,6 +668,17 @@ async fn the_sqlite_committer_leaves_checkpoints_to_the_checkpointer() {
     checkpointer.run().unwrap();
     assert!(size() > before + 2_500 * 2_000, "{} → {}", before, size());
     assert_eq!(store.pending_events(&conn).await.unwrap().len(), 2_500);
+}
+
+/// The connection's pending events as `client:key`, in arrival order.
+async fn pending_keys(store: &Store, conn: &ConnectionId) -> Vec<String> {
+    store
+        .pending_events(conn)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| format!("{}:{}", e.client_id.as_str(), e.idempotency_key))
+        .collect()
 }
 
 /// An urgent webhook event for `client` under idempotency key `key`.
