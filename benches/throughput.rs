@@ -23,11 +23,10 @@
 //! BENCH_FLOOR_SQL (SQL run on (e)'s fresh store before it is written to, to
 //! measure what a schema change would save, e.g. `DROP INDEX events_pending;`).
 
-#[path = "../tests/support/salesforce_emulator.rs"]
-mod emulator;
 #[path = "throughput/wrk.rs"]
 mod wrk;
 
+use salesforce_emulator as emulator;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

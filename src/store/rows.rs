@@ -255,8 +255,4 @@ macro_rules! bind_as_text {
     )*};
 }
 
-bind_as_text!(
-    crate::domain::ConnectionId,
-    crate::domain::ConnectionName,
-    crate::domain::ClientId
-);
+bind_as_text!(ConnectionId, ConnectionName, ClientId);

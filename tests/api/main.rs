@@ -4,9 +4,6 @@ mod backend;
 mod backfill;
 mod connections;
 mod console;
-#[path = "../support/salesforce_emulator.rs"]
-mod emulator;
-mod emulator_fidelity;
 mod health;
 mod helpers;
 mod logs;
@@ -17,3 +14,5 @@ mod secrets;
 mod store;
 mod sync;
 mod webhooks;
+
+use salesforce_emulator as emulator;

@@ -586,7 +586,7 @@ async fn a_field_that_is_not_an_external_id_makes_the_client_dead_with_salesforc
 #[tokio::test]
 async fn the_daily_limit_pauses_that_connection_only() {
     let (app, emu) = spawn_with_org(OrgConfig::default()).await;
-    let other = crate::emulator::Emulator::start(OrgConfig::default()).await;
+    let other = Emulator::start(OrgConfig::default()).await;
     let a = app.connect(&emu, "a", json!({})).await;
     let b = app.connect(&other, "b", json!({})).await;
     emu.fail_next(Fault::DailyLimit, 1);
@@ -894,7 +894,7 @@ async fn changing_the_credentials_drops_the_cached_token_and_other_edits_do_not(
     assert_eq!(emu.leads()[0]["Email"], "c@x.io");
 }
 
-fn composite_calls(emu: &crate::emulator::Emulator) -> Vec<(String, String)> {
+fn composite_calls(emu: &Emulator) -> Vec<(String, String)> {
     emu.calls()
         .into_iter()
         .filter(|(_, p)| p.starts_with("composite/"))

@@ -8,10 +8,9 @@
 //! missing browser a failure.
 
 mod browser;
-#[path = "../support/salesforce_emulator.rs"]
-mod emulator;
 mod service;
 
+use salesforce_emulator as emulator;
 use serde_json::{json, Value};
 
 use browser::Browser;

@@ -6,7 +6,12 @@
 //! `STRING_TOO_LONG`, `INVALID_EMAIL_ADDRESS`, country picklists, required
 //! fields), deleted and converted Leads, `Sforce-Limit-Info`, and injected
 //! faults (503, `UNABLE_TO_LOCK_ROW`, request limits, a full outage).
-#![allow(dead_code)]
+//!
+//! Tests and benches start one in process ([`Emulator::start`]) and steer it
+//! (faults, conversions, merges); the `salesforce-emulator` binary runs one
+//! on a fixed address for a quick start, with `GET /emulator/leads` listing
+//! the Leads it holds. The documented formats it follows are summed up in
+//! the project's Salesforce notes; `tests/fidelity.rs` checks it against them.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -257,6 +262,13 @@ pub struct Org {
     next_id: u64,
 }
 
+/// Every Lead the org holds, by Id: a look into the org for people
+/// trying leadbridge out (not a Salesforce endpoint).
+async fn list_leads(data: web::Data<Shared>) -> HttpResponse {
+    let org = data.org.lock().unwrap();
+    HttpResponse::Ok().json(org.leads.values().collect::<Vec<_>>())
+}
+
 /// A running emulator on a free local port.
 pub struct Emulator {
     pub base: String,
@@ -274,12 +286,18 @@ impl Drop for Emulator {
 }
 
 impl Emulator {
+    /// Starts an org on a free local port, serving on the current runtime.
     pub async fn start(cfg: OrgConfig) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::start_on(cfg, listener)
+    }
+
+    /// Starts an org that serves on `listener`.
+    pub fn start_on(cfg: OrgConfig, listener: std::net::TcpListener) -> Self {
         let org = Arc::new(Mutex::new(Org {
             cfg,
             ..Org::default()
         }));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
         let data = web::Data::new(Shared {
             org: org.clone(),
@@ -291,6 +309,7 @@ impl Emulator {
                 .app_data(web::PayloadConfig::new(64 * 1024 * 1024))
                 .route("/services/oauth2/token", web::post().to(token))
                 .route("/services/data/{version}/{tail:.*}", web::route().to(rest))
+                .route("/emulator/leads", web::get().to(list_leads))
         })
         .workers(2)
         .listen(listener)
@@ -959,10 +978,6 @@ impl Org {
         self.leads
             .get(id)
             .is_some_and(|l| l.get("IsConverted") == Some(&Value::Bool(true)))
-    }
-
-    fn live(&self, id: &str) -> bool {
-        self.leads.contains_key(id) && !self.deleted.contains(id)
     }
 
     fn create(&mut self, body: &Value) -> Result<String, Vec<RecErr>> {

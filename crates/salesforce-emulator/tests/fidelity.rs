@@ -1,10 +1,11 @@
-//! The emulator itself, checked against SALESFORCE.md, so a lenient double
-//! cannot hide what a real org would refuse.
+//! The emulator itself, checked against Salesforce's documented formats
+//! (token answers, save results, collections, errors, limits), so a lenient
+//! double cannot hide what a real org would refuse.
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::emulator::{Emulator, OrgConfig};
+use salesforce_emulator::{Emulator, OrgConfig};
 
 async fn token(emu: &Emulator) -> String {
     let cfg = emu.org.lock().unwrap().cfg.clone();
@@ -251,7 +252,7 @@ async fn describe_gives_every_field_a_label_and_says_which_are_custom() {
 #[tokio::test]
 async fn a_validation_rule_fails_the_save_with_field_custom_validation_exception() {
     let emu = Emulator::start(OrgConfig {
-        validation_rules: vec![crate::emulator::ValidationRule {
+        validation_rules: vec![salesforce_emulator::ValidationRule {
             field: "B2C_Verification_Level__c".into(),
             message: "Verification level is required".into(),
         }],
@@ -337,7 +338,7 @@ async fn the_assignment_rule_runs_unless_the_request_says_sforce_auto_assign_fal
     );
     assert_eq!(
         emu.lead(&kept).unwrap()["OwnerId"],
-        crate::emulator::RUN_AS_USER
+        salesforce_emulator::RUN_AS_USER
     );
     // It runs on updates too, unless told not to.
     emu.set_owner(&by_default, "005xx00000RepAAA");
@@ -372,7 +373,7 @@ async fn the_assignment_rule_runs_unless_the_request_says_sforce_auto_assign_fal
 
 #[tokio::test]
 async fn duplicate_rules_answer_duplicates_detected_with_the_matches() {
-    use crate::emulator::DuplicateAction;
+    use salesforce_emulator::DuplicateAction;
     for action in [DuplicateAction::Alert, DuplicateAction::Block] {
         let emu = Emulator::start(OrgConfig {
             duplicate_rule: Some(action),
@@ -462,7 +463,7 @@ async fn query_all_shows_deleted_and_merged_leads_and_refuses_other_soql() {
 
 #[tokio::test]
 async fn a_lost_answer_still_commits_the_write() {
-    use crate::emulator::Fault;
+    use salesforce_emulator::Fault;
     let emu = Emulator::start(OrgConfig::default()).await;
     let t = token(&emu).await;
     emu.fail_next(Fault::AnswerLost, 1);
@@ -475,7 +476,7 @@ async fn a_lost_answer_still_commits_the_write() {
         .send()
         .await;
     assert!(res.is_err_and(|e| e.is_timeout()));
-    assert!(started.elapsed() < crate::emulator::ANSWER_LOST_AFTER);
+    assert!(started.elapsed() < salesforce_emulator::ANSWER_LOST_AFTER);
     // The caller saw nothing, but the Lead exists.
     assert_eq!(emu.lead_count(), 1);
 }
@@ -670,7 +671,7 @@ async fn query_finds_leads_by_creator_date_and_fields_and_refuses_other_soql() {
             })
             .collect::<Vec<_>>()
     };
-    let user = crate::emulator::RUN_AS_USER;
+    let user = salesforce_emulator::RUN_AS_USER;
     // Text compares without regard to case; the import (another user, a
     // month ago) and the deleted Lead are not found.
     let q = format!("SELECT Id FROM Lead WHERE CreatedById = '{user}' AND CreatedDate >= {since} AND LastName = 'O\\'BRIEN' AND Email = 'ob@x.io' ORDER BY CreatedDate");
@@ -693,4 +694,39 @@ async fn query_finds_leads_by_creator_date_and_fields_and_refuses_other_soql() {
         let body: Value = res.json().await.unwrap();
         assert_eq!(body[0]["errorCode"], "MALFORMED_QUERY", "{bad}");
     }
+}
+
+#[tokio::test]
+async fn the_lead_listing_shows_what_the_org_holds_and_is_not_salesforce_api() {
+    let emu = Emulator::start(OrgConfig::default()).await;
+    let listing = || async {
+        reqwest::get(format!("{}/emulator/leads", emu.base))
+            .await
+            .unwrap()
+            .json::<Vec<Value>>()
+            .await
+            .unwrap()
+    };
+    assert!(listing().await.is_empty());
+    let t = token(&emu).await;
+    let res = rest(&emu, reqwest::Method::POST, "sobjects/Lead/", &t)
+        .json(&json!({"LastName": "Doe", "Company": "Acme", "Email": "jane@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let id = res.json::<Value>().await.unwrap()["id"].clone();
+    let leads = listing().await;
+    assert_eq!(leads.len(), 1);
+    assert_eq!(leads[0]["Id"], id);
+    assert_eq!(leads[0]["Email"], "jane@example.com");
+    // The listing is no way around the org's API: writes there are refused.
+    let res = reqwest::Client::new()
+        .post(format!("{}/emulator/leads", emu.base))
+        .json(&json!({"LastName": "X"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_client_error());
+    assert_eq!(emu.lead_count(), 1);
 }
