@@ -11,9 +11,9 @@ use tracing_actix_web::TracingLogger;
 
 use crate::clock::{Clock, SystemClock};
 use crate::configuration::Settings;
-use crate::connections::Rules;
 use crate::crypto::MasterKey;
 use crate::http::{self, AppState};
+use crate::salesforce::url::Rules;
 use crate::salesforce::Salesforce;
 use crate::store::{self, Store};
 use crate::sync::Worker;

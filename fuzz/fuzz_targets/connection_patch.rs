@@ -2,7 +2,8 @@
 //! it accepts follows the contract's rules.
 #![no_main]
 
-use leadbridge::connections::{apply, Rules};
+use leadbridge::connections::apply;
+use leadbridge::salesforce::url::Rules;
 use leadbridge::crypto::MasterKey;
 use leadbridge::domain::{Connection, ConnectionId, ConnectionName};
 use libfuzzer_sys::fuzz_target;

@@ -6,9 +6,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use leadbridge::domain::FieldMapping;
-use leadbridge::mapping::{
-    self, AddressPicklists, FieldInfo, Form, Known, Pending, Refused, Target,
-};
+use leadbridge::mapping::{self, Form, Known, Pending, Target};
+use leadbridge::salesforce::describe::{AddressPicklists, FieldInfo, Refused};
 use leadbridge::webhook::{event, Checked, Parsed};
 use libfuzzer_sys::fuzz_target;
 

@@ -7,8 +7,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::extract::Admin;
 use super::problem::Problem;
-use super::{Admin, ApiError, AppState};
+use super::{ApiError, AppState};
 use crate::backfill::Backfill;
 use crate::domain::{BackfillJob, Rejection};
 

@@ -5,8 +5,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::extract::{read_json, Admin};
 use super::problem::Problem;
-use super::{read_json, Admin, ApiError, AppState};
+use super::{ApiError, AppState};
 use crate::connections::check::{self, LastError};
 use crate::connections::FieldError;
 use crate::domain::{ClientId, ClientRecord, ClientState, Connection};

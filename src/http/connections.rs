@@ -8,16 +8,15 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use super::extract::{read_json, Admin};
 use super::problem::Problem;
-use super::{read_json, Admin, ApiError, AppState};
+use super::{ApiError, AppState};
 use crate::connections::{self, FieldError};
-use crate::crypto::generate_webhook_secret;
 use crate::domain::ClientState;
 use crate::domain::{
-    webhook_secret_context, Connection, ConnectionId, ConnectionName, DuplicatePolicy,
-    FieldMapping, SignatureScheme,
+    Connection, ConnectionId, ConnectionName, DuplicatePolicy, FieldMapping, SignatureScheme,
 };
-use crate::store::{Backlog, WebhookSecretRecord};
+use crate::store::Backlog;
 
 /// How long a rotated-out webhook secret keeps verifying.
 pub const ROTATION_OVERLAP_HOURS: i64 = 24;
@@ -257,28 +256,6 @@ fn validation(errs: connections::FieldErrors) -> ApiError {
     ApiError::Validation(errs.0)
 }
 
-/// A fresh webhook secret and its sealed record for `connection_id`.
-fn new_webhook_secret(
-    state: &AppState,
-    connection_id: &ConnectionId,
-    now: DateTime<Utc>,
-) -> (secrecy::SecretString, WebhookSecretRecord) {
-    let secret = generate_webhook_secret();
-    let id = uuid::Uuid::now_v7().to_string();
-    let sealed = state.master_key.seal(
-        &webhook_secret_context(connection_id, &id),
-        secret.expose_secret(),
-    );
-    let record = WebhookSecretRecord {
-        id,
-        connection_id: connection_id.clone(),
-        sealed,
-        created_at: now,
-        expires_at: None,
-    };
-    (secret, record)
-}
-
 #[utoipa::path(
     post, path = "/v1/connections", tag = "connections",
     request_body(content = NewConnection, content_type = "application/json"),
@@ -329,8 +306,7 @@ pub async fn create(
             return Err(ApiError::Validation(errs));
         }
     };
-    let (secret, record) = new_webhook_secret(&state, &id, now);
-    match state.store.insert_connection(&conn, &record).await {
+    let secret = match state.edit().create(&conn, now).await {
         Err(crate::store::StoreError::Conflict) => {
             return Err(ApiError::Conflict(format!(
                 "a connection named `{}` already exists",
@@ -338,7 +314,7 @@ pub async fn create(
             )))
         }
         other => other?,
-    }
+    };
     tracing::info!(connection = %conn.name, enabled = conn.enabled, "connection created");
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/v1/connections/{}", conn.name)))
@@ -410,19 +386,13 @@ pub async fn patch(
     let mut next = connections::apply(&current, &body, false, state.rules, &state.master_key)
         .map_err(validation)?;
     next.updated_at = state.clock.now();
-    if !state.store.update_connection(&next).await? {
+    if !state.edit().update(&current, &next).await? {
         return Err(ApiError::NotFound(format!(
             "no connection is named `{}`",
             current.name
         )));
     }
-    state.receivers.invalidate(&next.name).await;
     let credentials_changed = current.credentials_fingerprint() != next.credentials_fingerprint();
-    if credentials_changed {
-        if let Ok(old) = crate::salesforce::Credentials::of(&current, &state.master_key) {
-            state.salesforce.forget_token(&old).await;
-        }
-    }
     tracing::info!(connection = %next.name, enabled = next.enabled, credentials_changed, "connection updated");
     Ok(HttpResponse::Ok().json(ConnectionView::new(&next, state.quota_budget_percent)))
 }
@@ -443,8 +413,7 @@ pub async fn delete(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let conn = state.connection(&path).await?;
-    let deleted = state.store.delete_connection(&conn.name).await?;
-    state.receivers.invalidate(&conn.name).await;
+    let deleted = state.edit().delete(&conn).await?;
     if !deleted {
         return Err(ApiError::NotFound(format!(
             "no connection is named `{path}`"
@@ -472,9 +441,10 @@ pub async fn rotate_webhook_secret(
     let conn = state.connection(&path).await?;
     let now = state.clock.now();
     let until = now + chrono::Duration::hours(ROTATION_OVERLAP_HOURS);
-    let (secret, record) = new_webhook_secret(&state, &conn.id, now);
-    state.store.rotate_webhook_secret(&record, until).await?;
-    state.receivers.invalidate(&conn.name).await;
+    let secret = state
+        .edit()
+        .rotate_webhook_secret(&conn, now, until)
+        .await?;
     tracing::info!(connection = %conn.name, "webhook secret rotated");
     Ok(HttpResponse::Ok().json(RotatedSecret {
         webhook_secret: secret.expose_secret().to_string(),
@@ -505,11 +475,7 @@ pub async fn revoke_previous_webhook_secrets(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let conn = state.connection(&path).await?;
-    let revoked = state
-        .store
-        .revoke_previous_webhook_secrets(&conn.id)
-        .await?;
-    state.receivers.invalidate(&conn.name).await;
+    let revoked = state.edit().revoke_previous_webhook_secrets(&conn).await?;
     tracing::info!(connection = %conn.name, revoked, "previous webhook secrets revoked");
     Ok(HttpResponse::Ok().json(RevokedSecrets { revoked }))
 }

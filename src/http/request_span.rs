@@ -21,7 +21,7 @@ pub struct PathOnly;
 
 impl RootSpanBuilder for PathOnly {
     fn on_request_start(request: &ServiceRequest) -> Span {
-        if super::webhooks::is_webhook(request.request()) {
+        if crate::webhook::is_webhook(request.method().as_str(), request.path()) {
             return Span::none();
         }
         span_of(request.request())

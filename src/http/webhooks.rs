@@ -11,8 +11,9 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::extract::{check_declared_length, read_body};
 use super::request_span::LazySpan;
-use super::{check_declared_length, read_body, ApiError, AppState};
+use super::{ApiError, AppState};
 use crate::store::Inserted;
 use crate::webhook::{self, Intake, Receiver};
 
@@ -88,18 +89,6 @@ pub async fn receive(
         Err(e) if e.status_code().is_server_error() => Ok(span.in_scope(|| e.error_response())),
         Err(e) => Err(e),
     }
-}
-
-/// The prefix every webhook's path starts with; the rest is the connection's name.
-pub const PREFIX: &str = "/v1/webhooks";
-
-/// Whether `req` is a webhook (it is given no request span up front).
-pub fn is_webhook(req: &HttpRequest) -> bool {
-    req.method() == Method::POST
-        && req
-            .path()
-            .strip_prefix(PREFIX)
-            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// The headers a signature is read from, named once: a name given as text

@@ -469,7 +469,7 @@ fn target<'a>(
     conn: &'a Connection,
     describe: &'a LeadDescribe,
     exclude: &'a BTreeSet<String>,
-    refused: &'a mapping::Refused,
+    refused: &'a crate::salesforce::Refused,
 ) -> Target<'a> {
     Target {
         company: conn.company.as_deref(),

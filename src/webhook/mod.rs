@@ -14,6 +14,20 @@ pub use verify::{sign_hex, sign_standard, StandardHeaders, VerifyError};
 
 use crate::store::NewEvent;
 
+/// The path every webhook is posted under: `/v1/webhooks/{connectionName}`.
+/// Routed by this prefix alone (a `{name}` resource is matched by a regular
+/// expression, which cost more than the signature check).
+pub const PATH_PREFIX: &str = "/v1/webhooks";
+
+/// Whether a request of `method` to `path` is a webhook (it is given no
+/// request span up front).
+pub fn is_webhook(method: &str, path: &str) -> bool {
+    method == "POST"
+        && path
+            .strip_prefix(PATH_PREFIX)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
 /// How far ahead of the server's clock an `occurredAt` may be (clock skew).
 pub const MAX_AHEAD: chrono::TimeDelta = chrono::TimeDelta::hours(1);
 

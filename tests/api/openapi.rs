@@ -57,8 +57,9 @@ fn properties(doc: &Value, name: &str) -> std::collections::BTreeSet<String> {
 
 #[test]
 fn the_connection_schemas_name_exactly_the_fields_the_parser_accepts() {
-    use leadbridge::connections::{apply, Rules, FIELDS, MAPPING_FIELDS};
+    use leadbridge::connections::{apply, FIELDS, MAPPING_FIELDS};
     use leadbridge::domain::{Connection, ConnectionId, ConnectionName};
+    use leadbridge::salesforce::url::Rules;
     let doc: Value = serde_json::from_str(&leadbridge::http::openapi::document()).unwrap();
     let set = |names: &[&str]| names.iter().map(|s| s.to_string()).collect();
     assert_eq!(properties(&doc, "NewConnection"), set(&FIELDS));
