@@ -1,12 +1,22 @@
-//! The operator's console: one page and its script and style, embedded in the
-//! binary (no CDN, works offline). The page holds no data of its own: it signs
+//! The operator's console: one page, its ES modules and its style, embedded
+//! in the binary as they are in `console/` (no build step, no CDN, works
+//! offline). The page holds no data of its own: it signs
 //! in with the admin token and calls the public admin API like curl would.
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, HttpResponse};
 
 const INDEX: &str = include_str!("../../console/index.html");
-const SCRIPT: &str = include_str!("../../console/app.js");
+/// The console's modules, served as they are: `app.js` imports the others.
+const SCRIPTS: [(&str, &str); 4] = [
+    ("/console/app.js", include_str!("../../console/app.js")),
+    ("/console/api.js", include_str!("../../console/api.js")),
+    ("/console/dom.js", include_str!("../../console/dom.js")),
+    (
+        "/console/settings.js",
+        include_str!("../../console/settings.js"),
+    ),
+];
 const STYLE: &str = include_str!("../../console/app.css");
 
 /// Only the page's own script and style run; nothing may frame it, and forms
@@ -15,14 +25,15 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
     style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'none'; \
     base-uri 'none'; frame-ancestors 'none'";
 
-/// Mounts `/console` and its two assets.
+/// Mounts `/console`, its modules and its style.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    for (path, page) in [
+    let pages = [
         ("/console", Page::Index),
         ("/console/", Page::Index),
-        ("/console/app.js", Page::Script),
         ("/console/app.css", Page::Style),
-    ] {
+    ];
+    let scripts = SCRIPTS.map(|(path, body)| (path, Page::Script(body)));
+    for (path, page) in pages.into_iter().chain(scripts) {
         cfg.service(super::resource(path, "GET", move |r| {
             r.route(web::get().to(move || serve(page)))
         }));
@@ -32,14 +43,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 #[derive(Clone, Copy)]
 enum Page {
     Index,
-    Script,
+    Script(&'static str),
     Style,
 }
 
 async fn serve(page: Page) -> HttpResponse {
     match page {
         Page::Index => asset("text/html; charset=utf-8", INDEX),
-        Page::Script => asset("text/javascript; charset=utf-8", SCRIPT),
+        Page::Script(body) => asset("text/javascript; charset=utf-8", body),
         Page::Style => asset("text/css; charset=utf-8", STYLE),
     }
 }

@@ -18,6 +18,9 @@ async fn the_console_and_its_assets_are_served_with_a_strict_content_security_po
         ("/console", "text/html; charset=utf-8"),
         ("/console/", "text/html; charset=utf-8"),
         ("/console/app.js", "text/javascript; charset=utf-8"),
+        ("/console/api.js", "text/javascript; charset=utf-8"),
+        ("/console/dom.js", "text/javascript; charset=utf-8"),
+        ("/console/settings.js", "text/javascript; charset=utf-8"),
         ("/console/app.css", "text/css; charset=utf-8"),
     ] {
         let res = app.client.get(app.url(path)).send().await.unwrap();
@@ -276,4 +279,55 @@ async fn a_client_dead_on_a_validation_rule_syncs_after_the_mapping_is_fixed_and
     assert_eq!(synced["state"], "synced", "{synced}");
     let lead = emu.lead(synced["leadId"].as_str().unwrap()).unwrap();
     assert_eq!(lead["B2C_Verification_Level__c"], "Full");
+}
+
+/// The `key: '…'` entries of `export const NAME = [ … ];` in the console's
+/// settings module, or of the string list `export const NAME = ['…', …];`.
+fn console_list(source: &str, name: &str) -> Vec<String> {
+    let start = source
+        .find(&format!("export const {name} = ["))
+        .unwrap_or_else(|| panic!("settings.js has no list {name}"));
+    let rest = &source[start..];
+    let list = &rest[..rest.find("];").expect("the list ends")];
+    let keyed: Vec<String> = list
+        .split("key: '")
+        .skip(1)
+        .map(|s| s[..s.find('\'').unwrap()].to_string())
+        .collect();
+    if !keyed.is_empty() {
+        return keyed;
+    }
+    list.split('\'')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_consoles_settings_list_is_the_servers_list_of_connection_fields() {
+    use leadbridge::connections::{FIELDS, MAPPING_FIELDS};
+    use std::collections::BTreeSet;
+
+    let source = include_str!("../../console/settings.js");
+    let mut console: Vec<String> = ["SETTINGS", "FLAGS", "OTHER_FIELDS", "NOT_ON_FORM"]
+        .iter()
+        .flat_map(|list| console_list(source, list))
+        .collect();
+    let shown = console.len();
+    console.sort();
+    console.dedup();
+    assert_eq!(console.len(), shown, "a field is listed twice: {console:?}");
+    let server: BTreeSet<String> = FIELDS.iter().map(|f| f.to_string()).collect();
+    assert_eq!(
+        console.into_iter().collect::<BTreeSet<_>>(),
+        server,
+        "console/settings.js and connections::FIELDS name different fields"
+    );
+    let mapping: BTreeSet<String> = console_list(source, "MAPPING").into_iter().collect();
+    let server_mapping: BTreeSet<String> = MAPPING_FIELDS.iter().map(|f| f.to_string()).collect();
+    assert_eq!(
+        mapping, server_mapping,
+        "the console's field mapping differs"
+    );
 }

@@ -2,16 +2,20 @@
 
 mod backend;
 mod backfill;
+mod batches;
 mod connections;
 mod console;
 mod health;
 mod helpers;
 mod logs;
 mod openapi;
+mod org_access;
 mod orgs;
 mod process;
 mod secrets;
+mod shutdown;
 mod store;
+mod store_states;
 mod sync;
 mod webhooks;
 
