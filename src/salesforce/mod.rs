@@ -1,6 +1,6 @@
 //! Where a Lead leaves for Salesforce: the client and its per-process
 //! caches ([`Salesforce`]), the token ([`token`]), describe of Lead
-//! ([`describe`]), record writes ([`write`]), SOQL reads ([`query`]), the
+//! ([`describe`]), record writes ([`write`](mod@write)), SOQL reads ([`query`]), the
 //! API usage ([`limits`]) and which hosts may be called ([`url`]). Errors
 //! are sorted in [`errors`].
 

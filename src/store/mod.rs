@@ -1,6 +1,6 @@
 //! Where events and connections are kept: one implementation over SQLite and
 //! PostgreSQL (sqlx's `Any` driver), with what differs between the two in
-//! [`dialect`]. One module per table family: [`connections`](self::connections),
+//! [`dialect`]. One module per table family: [`connections`],
 //! events, clients, backfill.
 //!
 //! The store sees secrets only sealed; it never holds a key to open them.

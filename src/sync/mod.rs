@@ -4,7 +4,7 @@
 //!
 //! - [`worker`]: the loop, claims, pruning, and recording outcomes;
 //! - [`plan`]: loading and merging a client's events, choosing form and call;
-//! - [`write`]: batched and single writes, mending rejected records;
+//! - [`write`](mod@write): batched and single writes, mending rejected records;
 //! - [`outcome`]: an attempt's effect on the client's record (pure);
 //! - [`retry`]: the backoff schedule.
 

@@ -39,7 +39,16 @@ fn main() -> ExitCode {
         "lint" => vec![
             cargo(&["fmt", "--check"]),
             cargo(&["clippy", "--all-targets", "--", "-D", "warnings"]),
-            cargo(&["doc", "--no-deps", "--workspace"]).env("RUSTDOCFLAGS", "-D warnings"),
+            cargo(&[
+                "doc",
+                "--no-deps",
+                "--workspace",
+                "--document-private-items",
+            ])
+            .env(
+                "RUSTDOCFLAGS",
+                "-D warnings -A rustdoc::private-intra-doc-links",
+            ),
         ],
         "ci" => vec![Step::new("bash", &[".ci/run"])],
         "openapi" => {
