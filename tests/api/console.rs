@@ -56,22 +56,32 @@ async fn the_console_page_has_no_inline_script_and_builds_no_html_from_strings()
     let app = spawn_app().await;
     let page = app.client.get(app.url("/console")).send().await.unwrap();
     let page = page.text().await.unwrap();
-    assert!(page.contains(r#"<script src="/console/app.js" defer></script>"#));
+    assert!(page.contains(r#"<script type="module" src="/console/app.js"></script>"#));
     assert_eq!(page.matches("<script").count(), 1, "one script, by src");
     assert!(!page.contains(" on"), "no inline event handlers: {page}");
-    let script = app.client.get(app.url("/console/app.js")).send().await;
-    let script = script.unwrap().text().await.unwrap();
-    for sink in [
-        "innerHTML",
-        "outerHTML",
-        "insertAdjacentHTML",
-        "document.write",
-        "eval(",
-    ] {
-        assert!(!script.contains(sink), "the script uses {sink}");
+    let mut scripts = String::new();
+    for module in ["app", "api", "dom", "settings"] {
+        let path = format!("/console/{module}.js");
+        let script = app.client.get(app.url(&path)).send().await;
+        let script = script.unwrap().text().await.unwrap();
+        for sink in [
+            "innerHTML",
+            "outerHTML",
+            "insertAdjacentHTML",
+            "document.write",
+            "eval(",
+            "new Function",
+        ] {
+            assert!(!script.contains(sink), "{path} uses {sink}");
+        }
+        // Modules come from the console itself, never from elsewhere.
+        for import in script.lines().filter(|l| l.starts_with("import ")) {
+            assert!(import.contains(" from './"), "{path}: {import}");
+        }
+        scripts.push_str(&script);
     }
     // The token lives in the tab's session storage, never in a cookie.
-    assert!(script.contains("sessionStorage") && !script.contains("document.cookie"));
+    assert!(scripts.contains("sessionStorage") && !scripts.contains("document.cookie"));
 }
 
 #[tokio::test]
