@@ -245,6 +245,103 @@ pub struct SettingsArgs {
         global = true
     )]
     pub max_connections: usize,
+    /// Rotated-out webhook secrets that still verify (within their 24 h),
+    /// newest first, beside the current one.
+    #[arg(
+        long,
+        env = "LEADBRIDGE_MAX_PREVIOUS_SECRETS",
+        default_value_t = Limits::default().max_previous_secrets,
+        global = true
+    )]
+    pub max_previous_secrets: usize,
+    /// Connections an admin may create.
+    #[arg(
+        long,
+        env = "LEADBRIDGE_MAX_CONNECTIONS_CONFIGURED",
+        default_value_t = Limits::default().max_configured_connections,
+        global = true
+    )]
+    pub max_configured_connections: u64,
+    /// Webhook secrets a connection may hold at once (current and rotated-out
+    /// ones still valid): rotating past it is refused until old ones expire
+    /// or are revoked.
+    #[arg(
+        long,
+        env = "LEADBRIDGE_MAX_SECRETS_PER_CONNECTION",
+        default_value_t = Limits::default().max_secrets_per_connection,
+        global = true
+    )]
+    pub max_secrets_per_connection: u64,
+    /// Backfill jobs a connection may have receiving at once.
+    #[arg(
+        long,
+        env = "LEADBRIDGE_MAX_RUNNING_BACKFILLS",
+        default_value_t = Limits::default().max_running_backfills,
+        global = true
+    )]
+    pub max_running_backfills: u64,
+    /// Webhook body bytes all requests may hold at once (at least
+    /// LEADBRIDGE_MAX_BODY_BYTES); past it a webhook is answered 503 with
+    /// Retry-After.
+    #[arg(
+        long,
+        env = "LEADBRIDGE_MAX_BODY_BYTES_IN_FLIGHT",
+        default_value_t = Limits::default().max_body_bytes_in_flight,
+        global = true
+    )]
+    pub max_body_bytes_in_flight: usize,
+    /// How long an answer may go without the client taking any of it
+    /// (TCP_USER_TIMEOUT) before its connection is closed.
+    #[arg(
+        long,
+        env = "LEADBRIDGE_WRITE_TIMEOUT_SECS",
+        default_value_t = Limits::default().write_timeout.as_secs(),
+        global = true
+    )]
+    pub write_timeout_secs: u64,
+    /// Open connections one peer address may hold; 0 for no ceiling
+    /// (behind a proxy, where every connection has the proxy's address).
+    #[arg(
+        long,
+        env = "LEADBRIDGE_MAX_CONNECTIONS_PER_PEER",
+        default_value_t = Limits::default().max_connections_per_peer,
+        global = true
+    )]
+    pub max_connections_per_peer: usize,
+}
+
+/// Ceilings on what callers can make the service hold: each a setting with
+/// a safe default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Rotated-out webhook secrets that still verify beside the current one.
+    pub max_previous_secrets: usize,
+    /// Connections an admin may create.
+    pub max_configured_connections: u64,
+    /// Webhook secrets a connection may hold at once.
+    pub max_secrets_per_connection: u64,
+    /// Backfill jobs a connection may have receiving at once.
+    pub max_running_backfills: u64,
+    /// Webhook body bytes all requests may hold at once.
+    pub max_body_bytes_in_flight: usize,
+    /// How long an answer may go without the client taking any of it.
+    pub write_timeout: std::time::Duration,
+    /// Open connections one peer address may hold; 0 for no ceiling.
+    pub max_connections_per_peer: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_previous_secrets: 3,
+            max_configured_connections: 1_000,
+            max_secrets_per_connection: 10,
+            max_running_backfills: 4,
+            max_body_bytes_in_flight: 64 * 1024 * 1024,
+            write_timeout: std::time::Duration::from_secs(30),
+            max_connections_per_peer: 500,
+        }
+    }
 }
 
 impl SettingsArgs {
@@ -280,6 +377,7 @@ pub struct Settings {
     pub body_timeout: std::time::Duration,
     /// Open client connections at most, over all workers.
     pub max_connections: usize,
+    pub limits: Limits,
 }
 
 const ADMIN_TOKEN_ENV: &str = "LEADBRIDGE_ADMIN_TOKEN";
@@ -382,6 +480,17 @@ impl Settings {
                 metrics_backlog_ttl: std::time::Duration::from_secs(args.metrics_backlog_secs),
                 body_timeout: std::time::Duration::from_secs(args.body_timeout_secs.max(1)),
                 max_connections: args.max_connections.max(1),
+                limits: Limits {
+                    max_previous_secrets: args.max_previous_secrets,
+                    max_configured_connections: args.max_configured_connections,
+                    max_secrets_per_connection: args.max_secrets_per_connection.max(1),
+                    max_running_backfills: args.max_running_backfills.max(1),
+                    max_body_bytes_in_flight: args
+                        .max_body_bytes_in_flight
+                        .max(args.max_body_bytes),
+                    write_timeout: std::time::Duration::from_secs(args.write_timeout_secs.max(1)),
+                    max_connections_per_peer: args.max_connections_per_peer,
+                },
                 salesforce: SalesforceSettings {
                     token_ttl: std::time::Duration::from_secs(args.token_ttl_secs),
                     request_timeout: std::time::Duration::from_secs(args.salesforce_timeout_secs),
@@ -425,6 +534,59 @@ pub fn sqlite_file(url: &str) -> Option<PathBuf> {
         None
     } else {
         Some(PathBuf::from(path))
+    }
+}
+
+/// Files holding secrets or the store that other users can read or write:
+/// the SQLite database (and its `-wal`), and the admin token and master key
+/// files beside it, each with its mode. A file created here is 0600; one
+/// that already existed keeps whatever mode it had, so start-up warns.
+pub fn loose_files(database_url: &str) -> Vec<(PathBuf, u32)> {
+    let Some(db) = sqlite_file(database_url) else {
+        return Vec::new();
+    };
+    let mut wal = db.clone().into_os_string();
+    wal.push("-wal");
+    [
+        db.clone(),
+        PathBuf::from(wal),
+        sibling(&db, "admin-token"),
+        sibling(&db, "master-key"),
+    ]
+    .into_iter()
+    .filter_map(|path| {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).ok()?.permissions().mode() & 0o777;
+            (mode & 0o077 != 0).then_some((path, mode))
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = path;
+            None
+        }
+    })
+    .collect()
+}
+
+/// What a log may say of a database URL: its scheme, host and port, and
+/// database (for SQLite, the file). Never userinfo or the query, where a
+/// password (`?password=`, `sslpassword`) or a key file's path may be.
+pub fn database_for_logs(url: &str) -> String {
+    if let Some(rest) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
+        return format!("sqlite://{}", rest.split('?').next().unwrap_or_default());
+    }
+    match url::Url::parse(url) {
+        Ok(u) => {
+            let host = u.host_str().unwrap_or("");
+            let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+            format!("{}://{host}{port}{}", u.scheme(), u.path())
+        }
+        Err(_) => "an unreadable database URL".into(),
     }
 }
 
@@ -476,6 +638,26 @@ fn secret_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_database_url_is_logged_without_userinfo_or_query() {
+        for (url, shown) in [
+            (
+                "postgres://lb:hunter2@db.internal:5433/leadbridge?password=p2&sslpassword=p3&sslmode=require",
+                "postgres://db.internal:5433/leadbridge",
+            ),
+            ("postgresql://db/leadbridge?password=p2", "postgresql://db/leadbridge"),
+            ("sqlite://leadbridge.db", "sqlite://leadbridge.db"),
+            ("sqlite:/var/lib/lb/x.db?mode=rwc", "sqlite:///var/lib/lb/x.db"),
+            ("not a url:password", "an unreadable database URL"),
+        ] {
+            let logged = database_for_logs(url);
+            assert_eq!(logged, shown, "{url}");
+            for secret in ["hunter2", "p2", "p3", "password"] {
+                assert!(!logged.contains(secret), "{url} → {logged}");
+            }
+        }
+    }
 
     #[test]
     fn sqlite_urls_name_their_file() {

@@ -56,7 +56,13 @@ async fn serve(args: &SettingsArgs) -> anyhow::Result<()> {
             }
         }
     }
-    tracing::info!(database = %redact_url(&settings.database_url), "starting leadbridge");
+    for (path, mode) in leadbridge::configuration::loose_files(&settings.database_url) {
+        tracing::warn!(
+            path = %path.display(), mode = format!("{mode:o}"),
+            "other users can read or write this file; `chmod 600` it"
+        );
+    }
+    tracing::info!(database = %leadbridge::configuration::database_for_logs(&settings.database_url), "starting leadbridge");
     Application::build(settings)
         .await?
         .run_until_stopped()
@@ -66,7 +72,7 @@ async fn serve(args: &SettingsArgs) -> anyhow::Result<()> {
 
 async fn migrate(args: &SettingsArgs) -> anyhow::Result<()> {
     leadbridge::store::open(&args.database_url).await?;
-    tracing::info!(database = %redact_url(&args.database_url), "migrations applied");
+    tracing::info!(database = %leadbridge::configuration::database_for_logs(&args.database_url), "migrations applied");
     Ok(())
 }
 
@@ -114,17 +120,6 @@ async fn healthcheck(listen: &str) -> ExitCode {
             eprintln!("{url}: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// A database URL without its password, for logs.
-fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("REDACTED"));
-            u.to_string()
-        }
-        _ => url.to_string(),
     }
 }
 

@@ -131,13 +131,65 @@ fn escape(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// Counts one token request by outcome (`ok`, or the OAuth / transport error code).
+/// Counts a connection closed as it was accepted: its address held the
+/// most connections it may (`LEADBRIDGE_MAX_CONNECTIONS_PER_PEER`).
+pub fn connection_refused() {
+    metrics::counter!("leadbridge_http_connections_refused_total").increment(1);
+}
+
+/// Counts a request answered 4xx, by its status (a bounded set).
+pub fn request_refused(status: u16) {
+    metrics::counter!(
+        "leadbridge_http_requests_refused_total",
+        "status" => status.to_string()
+    )
+    .increment(1);
+}
+
+/// Counts one token request by outcome (`ok`, or the OAuth / transport
+/// error as [`token_outcome`] names it).
 pub fn token_fetch(outcome: &str) {
     metrics::counter!(
         "leadbridge_salesforce_token_fetches_total",
-        "outcome" => outcome.to_string()
+        "outcome" => token_outcome(outcome)
     )
     .increment(1);
+}
+
+/// A token request's outcome as a label from a fixed set: the OAuth errors
+/// Salesforce documents and leadbridge's own transport codes keep their
+/// name, any other text the token endpoint sent is `other` (an org or a
+/// proxy in between could otherwise add a series per answer, of any size).
+pub fn token_outcome(code: &str) -> &'static str {
+    use crate::salesforce::errors::codes;
+    const KNOWN: [&str; 18] = [
+        "ok",
+        "invalid_client_id",
+        "invalid_client",
+        "invalid_grant",
+        "unsupported_grant_type",
+        "invalid_request",
+        "invalid_scope",
+        "inactive_user",
+        "inactive_org",
+        "rate_limit_exceeded",
+        "unauthorized_client",
+        "access_denied",
+        codes::TIMEOUT,
+        codes::CONNECTION_ERROR,
+        codes::BAD_TOKEN_ANSWER,
+        codes::BAD_INSTANCE_URL,
+        codes::INVALID_SESSION_ID,
+        codes::ANSWER_TOO_LARGE,
+    ];
+    if let Some(known) = KNOWN.iter().find(|k| **k == code) {
+        return known;
+    }
+    match code.as_bytes() {
+        [b'H' | b'h', b'T' | b't', b'T' | b't', b'P' | b'p', b'_', b'5', ..] => "http_5xx",
+        [b'H' | b'h', b'T' | b't', b'T' | b't', b'P' | b'p', b'_', b'4', ..] => "http_4xx",
+        _ => "other",
+    }
 }
 
 /// Records how long one event took from receipt to Salesforce's confirmation.
@@ -218,4 +270,27 @@ pub fn backfill_lines(connection: &str, accepted: u64, rejected: u64) {
 /// Counts done events deleted after their retention period.
 pub fn events_pruned(n: u64) {
     metrics::counter!("leadbridge_events_pruned_total").increment(n);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::token_outcome;
+
+    #[test]
+    fn a_token_outcome_is_one_of_a_fixed_set_whatever_the_org_sent() {
+        for (code, label) in [
+            ("ok", "ok"),
+            ("invalid_client", "invalid_client"),
+            ("invalid_grant", "invalid_grant"),
+            ("TIMEOUT", "TIMEOUT"),
+            ("ANSWER_TOO_LARGE", "ANSWER_TOO_LARGE"),
+            ("HTTP_503", "http_5xx"),
+            ("http_418", "http_4xx"),
+            ("err_\u{0}evil", "other"),
+            ("", "other"),
+        ] {
+            assert_eq!(token_outcome(code), label, "{code:?}");
+        }
+        assert_eq!(token_outcome(&"x".repeat(200_000)), "other");
+    }
 }

@@ -72,7 +72,8 @@ impl Application {
         let state = web::Data::new(AppState {
             store: store.clone(),
             ingest,
-            receivers: crate::webhook::Receivers::default(),
+            receivers: crate::webhook::Receivers::new(settings.limits.max_previous_secrets),
+            limits: settings.limits,
             master_key,
             salesforce,
             wake,
@@ -81,12 +82,19 @@ impl Application {
                 allow_insecure_salesforce: settings.allow_insecure_salesforce,
             },
             max_body_bytes: settings.max_body_bytes,
+            body_budget: crate::http::extract::BodyBudget::new(
+                settings.limits.max_body_bytes_in_flight,
+            ),
             body_timeout: settings.body_timeout,
             backlog: crate::metrics::BacklogCache::new(settings.metrics_backlog_ttl),
             quota_budget_percent: settings.sync.quota_budget_percent,
             clock,
         });
         let (workers, per_worker) = connection_limits(settings.max_connections);
+        let guard = http::connection_guard::ConnectionGuard::new(
+            settings.limits.write_timeout,
+            settings.limits.max_connections_per_peer,
+        );
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(actix_web::middleware::from_fn(
@@ -98,6 +106,7 @@ impl Application {
                 .configure(http::routes)
                 .default_service(web::to(http::not_found))
         })
+        .on_connect(move |conn, data| guard.on_connect(conn, data))
         // Signals are handled in `run_until`, for the server and the worker together.
         .disable_signals()
         .workers(workers)

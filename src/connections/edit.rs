@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::configuration::Limits;
 use crate::crypto::{generate_webhook_secret, MasterKey};
 use crate::domain::{webhook_secret_context, Connection, ConnectionId};
 use crate::salesforce::{Credentials, Salesforce};
@@ -18,6 +19,17 @@ pub struct Edit<'a> {
     pub receivers: &'a Receivers,
     pub salesforce: &'a Salesforce,
     pub master_key: &'a MasterKey,
+    pub limits: Limits,
+}
+
+/// Why an edit was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum EditError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A ceiling of [`Limits`] would be passed; the text says which.
+    #[error("{0}")]
+    Ceiling(String),
 }
 
 impl Edit<'_> {
@@ -27,7 +39,13 @@ impl Edit<'_> {
         &self,
         conn: &Connection,
         now: DateTime<Utc>,
-    ) -> Result<SecretString, StoreError> {
+    ) -> Result<SecretString, EditError> {
+        let max = self.limits.max_configured_connections;
+        if self.store.list_connections().await?.len() as u64 >= max {
+            return Err(EditError::Ceiling(format!(
+                "{max} connections exist, the most this service takes (LEADBRIDGE_MAX_CONNECTIONS_CONFIGURED)"
+            )));
+        }
         let (secret, record) = self.new_webhook_secret(&conn.id, now);
         self.store.insert_connection(conn, &record).await?;
         self.receivers.invalidate(&conn.name).await;
@@ -68,7 +86,14 @@ impl Edit<'_> {
         conn: &Connection,
         now: DateTime<Utc>,
         until: DateTime<Utc>,
-    ) -> Result<SecretString, StoreError> {
+    ) -> Result<SecretString, EditError> {
+        let max = self.limits.max_secrets_per_connection;
+        if self.store.valid_webhook_secrets(&conn.id, now).await?.len() as u64 >= max {
+            return Err(EditError::Ceiling(format!(
+                "the connection holds {max} valid webhook secrets, the most it may \
+                 (LEADBRIDGE_MAX_SECRETS_PER_CONNECTION): revoke the previous ones first"
+            )));
+        }
         let (secret, record) = self.new_webhook_secret(&conn.id, now);
         self.store.rotate_webhook_secret(&record, until).await?;
         self.receivers.invalidate(&conn.name).await;

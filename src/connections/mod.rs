@@ -236,6 +236,8 @@ fn optional_text(value: &Value) -> Result<Option<String>, String> {
     optional(value, |s| {
         if s.trim().is_empty() {
             Err("must not be blank (use null to clear it)".into())
+        } else if s.chars().any(char::is_control) {
+            Err("must not contain control characters".into())
         } else if s.chars().count() > MAX_TEXT {
             Err(format!("must be at most {MAX_TEXT} characters"))
         } else {

@@ -22,7 +22,8 @@ pub struct ApiUsage {
 impl ApiUsage {
     /// Whether `used` has reached `percent` of `max`.
     pub fn at_least(&self, percent: u8) -> bool {
-        self.max > 0 && self.used * 100 >= self.max * i64::from(percent)
+        // In i128: an org (or a proxy) can report any i64.
+        self.max > 0 && i128::from(self.used) * 100 >= i128::from(self.max) * i128::from(percent)
     }
 }
 
@@ -178,4 +179,21 @@ impl Connection {
 /// Where a webhook secret's ciphertext is bound.
 pub fn webhook_secret_context(connection_id: &str, secret_id: &str) -> String {
     format!("connection/{connection_id}/webhook_secret/{secret_id}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ApiUsage;
+
+    #[test]
+    fn api_usage_near_the_ends_of_i64_does_not_overflow() {
+        let at = chrono::Utc::now();
+        let usage = |used, max| ApiUsage { used, max, at };
+        assert!(usage(i64::MAX, i64::MAX).at_least(80));
+        assert!(!usage(i64::MAX / 2, i64::MAX).at_least(80));
+        assert!(usage(80, 100).at_least(80));
+        assert!(!usage(79, 100).at_least(80));
+        assert!(!usage(i64::MIN, 100).at_least(1));
+        assert!(!usage(5, 0).at_least(0));
+    }
 }

@@ -11,7 +11,7 @@ use super::extract::Admin;
 use super::problem::Problem;
 use super::{ApiError, AppState};
 use crate::backfill::Backfill;
-use crate::domain::{BackfillJob, Rejection};
+use crate::domain::{BackfillJob, JobState, Rejection};
 
 /// Media types taken as NDJSON.
 const NDJSON_TYPES: [&str; 3] = [
@@ -85,6 +85,7 @@ pub struct BackfillQuery {
         (status = 400, description = "The upload broke off, or `asOf` is in the future", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such connection", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "As many uploads as LEADBRIDGE_MAX_RUNNING_BACKFILLS are being received for this connection", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not `application/x-ndjson`, or compressed (`Content-Encoding`)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Store unavailable; lines stored before it stay stored", body = Problem, content_type = "application/problem+json"),
     )
@@ -120,6 +121,21 @@ pub async fn upload(
             "a compressed upload is not supported: send the NDJSON as it is".into(),
         ));
     }
+    let now = state.clock.now();
+    let max = state.limits.max_running_backfills;
+    let receiving = state
+        .store
+        .backfill_jobs(&conn.id, 50)
+        .await?
+        .iter()
+        .filter(|j| j.state_at(now) == JobState::Receiving)
+        .count() as u64;
+    if receiving >= max {
+        return Err(ApiError::Conflict(format!(
+            "{receiving} uploads are being received for this connection, the most it takes at once \
+             (LEADBRIDGE_MAX_RUNNING_BACKFILLS): wait for one to end"
+        )));
+    }
     let backfill = Backfill {
         store: &state.store,
         clock: state.clock.as_ref(),
@@ -128,6 +144,19 @@ pub async fn upload(
     };
     let job = backfill.receive(&conn, query.as_of, &mut payload).await?;
     Ok(HttpResponse::Accepted().json(JobView::of(job, &conn.name, state.clock.now())))
+}
+
+/// The route of an upload, as the route table mounts it.
+pub const UPLOAD_ROUTE: &str = "/v1/connections/{name}/backfill";
+
+/// Whether a request is an upload to [`UPLOAD_ROUTE`] (`POST`, one name
+/// segment): only those stream their body without a deadline for the whole.
+pub fn is_upload(method: &actix_web::http::Method, path: &str) -> bool {
+    let Some(rest) = path.strip_prefix("/v1/connections/") else {
+        return false;
+    };
+    method == actix_web::http::Method::POST
+        && matches!(rest.split('/').collect::<Vec<_>>()[..], [name, "backfill"] if !name.is_empty())
 }
 
 /// A connection's recent backfill jobs.

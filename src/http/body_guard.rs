@@ -115,7 +115,10 @@ pub async fn hold_request_body(
     let timeout = req
         .app_data::<actix_web::web::Data<super::AppState>>()
         .map_or(DEFAULT_BODY_TIMEOUT, |s| s.body_timeout);
-    let streamed = req.path().ends_with("/backfill");
+    // Only a backfill upload streams (this runs before routing, so the
+    // route's own shape decides: a webhook to a connection named
+    // `backfill` ends in /backfill too, and gets the body deadline).
+    let streamed = super::backfill::is_upload(req.method(), req.path());
     let (http_req, payload) = req.into_parts();
     let shared = Rc::new(RefCell::new(payload));
     let mut req = ServiceRequest::from_parts(http_req, Payload::None);

@@ -100,6 +100,19 @@ async fn client(
         .ok_or_else(|| ApiError::NotFound(format!("no client `{client_id}` on `{}`", conn.name)))
 }
 
+/// A client id from a path. No stored id holds a control character
+/// (webhooks refuse them) and PostgreSQL cannot compare a NUL: such an id is
+/// simply not there.
+fn path_client_id(conn: &Connection, id: String) -> Result<ClientId, ApiError> {
+    if id.chars().any(char::is_control) || id.len() > 1024 {
+        return Err(ApiError::NotFound(format!(
+            "no such client on `{}`",
+            conn.name
+        )));
+    }
+    Ok(ClientId::from_stored(id))
+}
+
 fn invalid(field: &str, message: &str) -> ApiError {
     ApiError::Validation(vec![FieldError {
         field: field.into(),
@@ -147,6 +160,18 @@ pub async fn list(
             }
         },
     };
+    // A cursor is a client id from an earlier page: never a control character
+    // (PostgreSQL cannot compare a NUL).
+    if query
+        .cursor
+        .as_deref()
+        .is_some_and(|c| c.chars().any(char::is_control))
+    {
+        return Err(invalid(
+            "cursor",
+            "must be the nextCursor of an earlier page",
+        ));
+    }
     // Held and pending/retrying are the same rows, told apart by the connection.
     if only_held.is_some_and(|held| held == conn.enabled) {
         return Ok(HttpResponse::Ok().json(ClientPage {
@@ -183,8 +208,8 @@ pub async fn get(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let (name, client_id) = path.into_inner();
-    let client_id = ClientId::from_stored(client_id);
     let conn = state.connection(&name).await?;
+    let client_id = path_client_id(&conn, client_id)?;
     let client = client(&state, &conn, &client_id).await?;
     Ok(HttpResponse::Ok().json(view(&conn, &client)))
 }
@@ -205,8 +230,8 @@ pub async fn retry(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let (name, client_id) = path.into_inner();
-    let client_id = ClientId::from_stored(client_id);
     let conn = state.connection(&name).await?;
+    let client_id = path_client_id(&conn, client_id)?;
     let now = state.clock.now();
     if !state
         .store

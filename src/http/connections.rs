@@ -263,7 +263,7 @@ fn validation(errs: connections::FieldErrors) -> ApiError {
         (status = 201, description = "Created; the webhook secret is shown only now", body = CreatedConnection),
         (status = 400, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The name is taken", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The name is taken, or LEADBRIDGE_MAX_CONNECTIONS_CONFIGURED connections exist", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields, each named", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
@@ -307,7 +307,7 @@ pub async fn create(
         }
     };
     let secret = match state.edit().create(&conn, now).await {
-        Err(crate::store::StoreError::Conflict) => {
+        Err(connections::edit::EditError::Store(crate::store::StoreError::Conflict)) => {
             return Err(ApiError::Conflict(format!(
                 "a connection named `{}` already exists",
                 conn.name
@@ -430,6 +430,7 @@ pub async fn delete(
         (status = 200, description = "The new secret; the previous ones verify for 24 h more", body = RotatedSecret),
         (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such connection", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The connection holds as many valid secrets as it may (LEADBRIDGE_MAX_SECRETS_PER_CONNECTION): revoke the previous ones first", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]

@@ -6,6 +6,7 @@
 pub mod backfill;
 pub mod body_guard;
 pub mod clients;
+pub mod connection_guard;
 pub mod connections;
 pub mod console;
 pub mod extract;
@@ -92,14 +93,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(resource("/v1/connections/{name}/retry-dead", "POST", |r| {
         r.route(web::post().to(clients::retry_dead))
     }))
-    .service(resource(
-        "/v1/connections/{name}/backfill",
-        "GET, POST",
-        |r| {
-            r.route(web::get().to(backfill::list))
-                .route(web::post().to(backfill::upload))
-        },
-    ))
+    .service(resource(backfill::UPLOAD_ROUTE, "GET, POST", |r| {
+        r.route(web::get().to(backfill::list))
+            .route(web::post().to(backfill::upload))
+    }))
     .service(resource(
         "/v1/connections/{name}/backfill/{jobId}",
         "GET",
@@ -123,5 +120,8 @@ pub(super) fn resource(
 
 /// Any path that no route matches.
 pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::NotFound(format!("nothing is at {}", req.path())))
+    Err(ApiError::NotFound(format!(
+        "nothing is at {}",
+        problem::shown_path(req.path())
+    )))
 }

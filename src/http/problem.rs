@@ -38,7 +38,8 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     #[error("{0}")]
     InvalidPayload(String),
-    #[error("no connection is named `{0}`")]
+    /// The name as [`shown_name`] makes it.
+    #[error("no connection is named {0}")]
     UnknownConnection(String),
     #[error("{0}")]
     NotFound(String),
@@ -56,6 +57,9 @@ pub enum ApiError {
     Validation(Vec<FieldError>),
     #[error("the store is unavailable; try again shortly")]
     Unavailable(#[source] anyhow::Error),
+    /// Too much is being received at once: shed, not failed (no error logged).
+    #[error("{0}")]
+    Busy(String),
     #[error("an internal error occurred")]
     Internal(#[source] anyhow::Error),
 }
@@ -73,6 +77,26 @@ impl std::fmt::Debug for ApiError {
     }
 }
 
+/// A connection name from a request, as an answer may echo it: quoted when
+/// it could be a name; else not echoed at all (it could be 30 KB, or hold a
+/// line break that forges a log line).
+pub fn shown_name(name: &str) -> String {
+    match crate::domain::ConnectionName::parse(name) {
+        Ok(_) => format!("`{name}`"),
+        Err(_) => "that name (names are [a-z0-9][a-z0-9_-]{0,62})".into(),
+    }
+}
+
+/// A request path as an answer or a log may show it: control characters
+/// escaped, at most 200 characters.
+pub fn shown_path(path: &str) -> String {
+    let escaped: String = path.escape_debug().collect();
+    match escaped.char_indices().nth(200) {
+        Some((cut, _)) => format!("{}…", &escaped[..cut]),
+        None => escaped,
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
@@ -83,11 +107,21 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<crate::connections::edit::EditError> for ApiError {
+    fn from(e: crate::connections::edit::EditError) -> Self {
+        use crate::connections::edit::EditError;
+        match e {
+            EditError::Store(e) => e.into(),
+            EditError::Ceiling(why) => ApiError::Conflict(why),
+        }
+    }
+}
+
 impl From<crate::webhook::LoadError> for ApiError {
     fn from(e: crate::webhook::LoadError) -> Self {
         use crate::webhook::LoadError;
         match e {
-            LoadError::Unknown(name) => ApiError::UnknownConnection(name),
+            LoadError::Unknown(name) => ApiError::UnknownConnection(shown_name(&name)),
             LoadError::Store(e) => e.into(),
             LoadError::Sealed(_) => ApiError::Internal(e.into()),
         }
@@ -147,7 +181,7 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::Validation(_) => "validation_failed",
-            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Unavailable(_) | ApiError::Busy(_) => "unavailable",
             ApiError::Internal(_) => "internal_error",
         }
     }
@@ -165,7 +199,7 @@ impl ApiError {
             ApiError::Conflict(_) => "Conflict",
             ApiError::MethodNotAllowed { .. } => "Method not allowed",
             ApiError::Validation(_) => "Validation failed",
-            ApiError::Unavailable(_) => "Service unavailable",
+            ApiError::Unavailable(_) | ApiError::Busy(_) => "Service unavailable",
             ApiError::Internal(_) => "Internal error",
         }
     }
@@ -184,14 +218,14 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
-        if status.is_server_error() {
+        if status.is_server_error() && !matches!(self, ApiError::Busy(_)) {
             tracing::error!(code = self.code(), error = ?self, "request failed");
         }
         let problem = Problem {
@@ -208,7 +242,7 @@ impl ResponseError for ApiError {
         let mut res = HttpResponse::build(status);
         res.insert_header((header::CONTENT_TYPE, "application/problem+json"));
         match self {
-            ApiError::Unavailable(_) => {
+            ApiError::Unavailable(_) | ApiError::Busy(_) => {
                 res.insert_header((header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS)));
             }
             ApiError::Unauthorized => {

@@ -30,7 +30,32 @@ impl RootSpanBuilder for PathOnly {
     /// Nothing is recorded at the end: no line is written when a request's
     /// span closes, so fields set then would reach no log, and recording
     /// them re-renders the span's fields on every request.
-    fn on_request_end<B: MessageBody>(_: Span, _: &Result<ServiceResponse<B>, Error>) {}
+    ///
+    /// A refused request (4xx) is counted, and logged at debug only, with
+    /// the peer's address: at info, anyone could write a line per request.
+    fn on_request_end<B: MessageBody>(_: Span, outcome: &Result<ServiceResponse<B>, Error>) {
+        let Ok(res) = outcome else { return };
+        let status = res.status();
+        if !status.is_client_error() {
+            return;
+        }
+        crate::metrics::request_refused(status.as_u16());
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let req = res.request();
+            let peer = req.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+            let code = res
+                .response()
+                .error()
+                .and_then(|e| e.as_error::<super::ApiError>())
+                .map_or("", |e| e.code());
+            tracing::debug!(
+                %peer, status = status.as_u16(), code,
+                http.method = %req.method(),
+                http.target = %super::problem::shown_path(req.path()),
+                "request refused"
+            );
+        }
+    }
 }
 
 fn span_of(req: &HttpRequest) -> Span {

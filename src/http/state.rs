@@ -18,6 +18,8 @@ pub struct AppState {
     pub salesforce: Arc<crate::salesforce::Salesforce>,
     /// Connections with opened webhook secrets, reused briefly by the webhook path.
     pub receivers: crate::webhook::Receivers,
+    /// Ceilings on what callers can make the service hold.
+    pub limits: crate::configuration::Limits,
     /// Group commit of accepted webhooks.
     pub ingest: crate::ingest::Ingest,
     /// Wakes the sync worker when an event is stored.
@@ -27,6 +29,8 @@ pub struct AppState {
     /// Percent of the daily API allocation past which only urgent writes go out.
     pub quota_budget_percent: u8,
     pub max_body_bytes: usize,
+    /// Webhook body bytes all requests may hold at once.
+    pub body_budget: super::extract::BodyBudget,
     /// How long a request body may take to arrive (a backfill: may stall).
     pub body_timeout: std::time::Duration,
     /// What `/metrics` last counted of the backlog.
@@ -43,12 +47,18 @@ impl AppState {
             receivers: &self.receivers,
             salesforce: &self.salesforce,
             master_key: &self.master_key,
+            limits: self.limits,
         }
     }
 
     /// The connection named `name`, or 404 (a name that cannot exist is unknown too).
     pub async fn connection(&self, name: &str) -> Result<Connection, ApiError> {
-        let not_found = || ApiError::NotFound(format!("no connection is named `{name}`"));
+        let not_found = || {
+            ApiError::NotFound(format!(
+                "no connection is named {}",
+                super::problem::shown_name(name)
+            ))
+        };
         let name = ConnectionName::parse(name).map_err(|_| not_found())?;
         self.store
             .get_connection(&name)

@@ -11,7 +11,7 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::extract::{check_declared_length, read_body};
+use super::extract::{check_declared_length, read_body_within};
 use super::request_span::LazySpan;
 use super::{ApiError, AppState};
 use crate::store::Inserted;
@@ -131,7 +131,6 @@ async fn handle(
         .await?;
     *known = Some(receiver.clone());
     let conn = &receiver.conn;
-    let body = read_body(payload, state.max_body_bytes).await?;
     let header = |n: &str| {
         let value = match SIGNATURE_HEADERS.iter().find(|h| h.as_str() == n) {
             Some(name) => req.headers().get(name),
@@ -139,6 +138,13 @@ async fn handle(
         };
         value.and_then(|v| v.to_str().ok())
     };
+    // Headers and timestamp first: a request that cannot pass costs no body.
+    receiver
+        .precheck(header, state.clock.now())
+        .map_err(|e| ApiError::from(webhook::IntakeError::Signature(e)))?;
+    // Held until the answer: the body's bytes count against the budget.
+    let (body, _reserved) =
+        read_body_within(req, payload, state.max_body_bytes, &state.body_budget).await?;
     let new = match webhook::intake(&receiver, header, &body, state.clock.now())? {
         Intake::Ignored { event_type } => {
             span.in_scope(|| tracing::info!(connection = %conn.name, %event_type, "webhook ignored: event type is not synced"));

@@ -44,6 +44,8 @@ pub mod codes {
     pub const BAD_QUERY_ANSWER: &str = "BAD_QUERY_ANSWER";
     pub const UNKNOWN: &str = "UNKNOWN";
     pub const BAD_INSTANCE_URL: &str = "BAD_INSTANCE_URL";
+    /// An answer larger than leadbridge reads for its kind of call.
+    pub const ANSWER_TOO_LARGE: &str = "ANSWER_TOO_LARGE";
 }
 
 /// Which call failed; some codes mean different things per call.
@@ -142,12 +144,109 @@ impl Failure {
         matches!(self, Failure::Permanent { code, .. } if AUTOMATION_CODES.contains(&code.as_str()))
     }
 
+    /// The same failure with every text the org sent made storable and
+    /// bounded ([`from_org`]), and only real record ids among the matches:
+    /// what Salesforce (or whatever answers in its place) sends is stored
+    /// on the client and shown, and PostgreSQL refuses a NUL in text.
+    pub fn cleaned(self) -> Self {
+        let code = |s: String| from_org(&s, MAX_CODE);
+        let message = |s: String| from_org(&s, MAX_MESSAGE);
+        match self {
+            Failure::Transient {
+                code: c,
+                message: m,
+            } => Failure::Transient {
+                code: code(c),
+                message: message(m),
+            },
+            Failure::DailyLimit { message: m } => Failure::DailyLimit {
+                message: message(m),
+            },
+            Failure::SessionExpired => Failure::SessionExpired,
+            Failure::RejectedFields {
+                fields,
+                code: c,
+                message: m,
+            } => Failure::RejectedFields {
+                fields: fields
+                    .iter()
+                    .take(MAX_FIELDS)
+                    .map(|f| from_org(f, MAX_CODE))
+                    .collect(),
+                code: code(c),
+                message: message(m),
+            },
+            Failure::Deleted {
+                code: c,
+                message: m,
+            } => Failure::Deleted {
+                code: code(c),
+                message: message(m),
+            },
+            Failure::Converted { message: m } => Failure::Converted {
+                message: message(m),
+            },
+            Failure::Permanent {
+                code: c,
+                message: m,
+            } => Failure::Permanent {
+                code: code(c),
+                message: message(m),
+            },
+            Failure::Auth { error, description } => Failure::Auth {
+                error: code(error),
+                description: message(description),
+            },
+            Failure::Duplicates {
+                matches,
+                allow_save,
+                rule,
+                message: m,
+            } => Failure::Duplicates {
+                matches: matches
+                    .into_iter()
+                    .filter(|id| super::is_record_id(id))
+                    .take(MAX_FIELDS)
+                    .collect(),
+                allow_save,
+                rule: rule.map(|r| from_org(&r, MAX_CODE)),
+                message: message(m),
+            },
+        }
+    }
+
     pub(crate) fn transient(code: &str, message: impl Into<String>) -> Self {
         Failure::Transient {
             code: code.into(),
             message: message.into(),
         }
     }
+}
+
+/// The longest code, field or rule name kept from an org's answer, in characters.
+const MAX_CODE: usize = 100;
+/// The longest message kept from an org's answer, in characters.
+const MAX_MESSAGE: usize = 2_000;
+/// The most field names or matched ids kept from one error.
+const MAX_FIELDS: usize = 50;
+
+/// Text from an org's answer as it may be stored and shown: control
+/// characters other than line breaks and tabs (a NUL above all) become
+/// U+FFFD, and it is cut at `max` characters (with `…`).
+pub fn from_org(text: &str, max: usize) -> String {
+    let mut out: String = text
+        .chars()
+        .take(max)
+        .map(|c| match c {
+            '\n' | '\t' => c,
+            c if c.is_control() => '\u{FFFD}',
+            c => c,
+        })
+        .collect();
+    if text.chars().nth(max).is_some() {
+        out.push('…');
+    }
+    out
 }
 
 /// What an operator should check for each OAuth error.
@@ -228,6 +327,10 @@ const AUTOMATION_CODES: [&str; 2] = [
 
 /// Sorts one record-level error (single-record body or composite result).
 pub fn classify_record(op: Op, err: &RecordError) -> Failure {
+    record_failure(op, err).cleaned()
+}
+
+fn record_failure(op: Op, err: &RecordError) -> Failure {
     let code = err.error_code.as_str();
     let message = err.message.clone();
     match code {
@@ -312,9 +415,13 @@ fn no_such_column(message: &str) -> Option<String> {
 
 /// Sorts a failed REST answer by status and body.
 pub fn classify(op: Op, status: u16, body: &[u8]) -> Failure {
+    rest_failure(op, status, body).cleaned()
+}
+
+fn rest_failure(op: Op, status: u16, body: &[u8]) -> Failure {
     let errors: Vec<RecordError> = serde_json::from_slice(body).unwrap_or_default();
     if let Some(first) = errors.first() {
-        let failure = classify_record(op, first);
+        let failure = record_failure(op, first);
         return match (op, status, failure) {
             (Op::Upsert, 404, Failure::Permanent { code, .. }) if code == codes::NOT_FOUND => {
                 Failure::Permanent {
@@ -349,6 +456,10 @@ pub fn classify(op: Op, status: u16, body: &[u8]) -> Failure {
 
 /// Sorts a failed token request.
 pub fn classify_oauth(status: u16, body: &[u8]) -> Failure {
+    oauth_failure(status, body).cleaned()
+}
+
+fn oauth_failure(status: u16, body: &[u8]) -> Failure {
     #[derive(Deserialize)]
     struct OAuthError {
         error: String,
@@ -383,6 +494,28 @@ fn snippet(body: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn text_from_an_org_loses_its_control_characters_and_its_excess() {
+        use super::from_org;
+        assert_eq!(
+            from_org("a\u{0}b\nc\td\u{7}", 100),
+            "a\u{FFFD}b\nc\td\u{FFFD}"
+        );
+        assert_eq!(from_org("héllo wörld", 5), "héllo…");
+        assert_eq!(from_org("short", 5), "short");
+        let failure = super::classify(
+            super::Op::Create,
+            400,
+            format!(
+                r#"[{{"errorCode":"X\u0000Y","message":"{}","fields":["F\u0000"]}}]"#,
+                "m".repeat(5_000)
+            )
+            .as_bytes(),
+        );
+        assert!(!failure.code().contains('\u{0}'));
+        assert!(failure.message().chars().count() <= 2_001);
+    }
+
     use super::*;
 
     fn one(code: &str, message: &str, fields: &[&str]) -> Vec<u8> {

@@ -191,7 +191,12 @@ impl Salesforce {
             {
                 self.usage.insert(c.cache_key.clone(), u).await;
             }
-            let bytes = res.bytes().await.map_err(transport)?;
+            let cap = if op == Op::Describe {
+                DESCRIBE_ANSWER_CAP
+            } else {
+                ANSWER_CAP
+            };
+            let bytes = read_capped(res, cap).await?;
             crate::metrics::salesforce_request(op_name(op), status.as_u16());
             if status.is_success() {
                 return Ok((status, bytes));
@@ -237,4 +242,39 @@ fn urlencode(s: &str) -> String {
     ::url::form_urlencoded::byte_serialize(s.as_bytes())
         .collect::<String>()
         .replace('+', "%20")
+}
+
+/// The largest answer to a token request read, in bytes (a real one is
+/// under 1 KiB).
+pub const TOKEN_ANSWER_CAP: usize = 64 * 1024;
+/// The largest describe answer read (Lead's, with the country and state
+/// picklists of an org that has them, is a few hundred KiB).
+pub const DESCRIBE_ANSWER_CAP: usize = 16 * 1024 * 1024;
+/// The largest answer to a write or a query read (200 collections results
+/// are tens of KiB).
+pub const ANSWER_CAP: usize = 4 * 1024 * 1024;
+
+/// Reads an answer's body, refusing one over `cap` bytes: by its declared
+/// length before reading anything, else as soon as it passes the cap. An
+/// org, or whatever answers in its place, cannot make the process hold
+/// more than `cap` for one call.
+async fn read_capped(mut res: reqwest::Response, cap: usize) -> Result<bytes::Bytes, Failure> {
+    let too_large = || {
+        Failure::transient(
+            errors::codes::ANSWER_TOO_LARGE,
+            format!("the answer was larger than {cap} bytes"),
+        )
+    };
+    let declared = res.content_length();
+    if declared.is_some_and(|n| n > cap as u64) {
+        return Err(too_large());
+    }
+    let mut body = bytes::BytesMut::with_capacity(declared.map_or(8 * 1024, |n| n as usize));
+    while let Some(chunk) = res.chunk().await.map_err(transport)? {
+        if body.len() + chunk.len() > cap {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }

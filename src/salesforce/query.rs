@@ -27,7 +27,8 @@ impl Salesforce {
         Ok(rows
             .into_iter()
             .find(|r| r.is_deleted)
-            .and_then(|r| r.master_record_id))
+            .and_then(|r| r.master_record_id)
+            .filter(|id| is_record_id(id)))
     }
 
     /// The Leads this connection's user created at or after `since` whose
@@ -60,7 +61,12 @@ impl Salesforce {
             id: String,
         }
         let rows: Vec<Row> = self.query(c, "query", &soql).await?;
-        Ok(rows.into_iter().map(|r| r.id).collect())
+        // Only real record ids: they are stored and put in URL paths.
+        Ok(rows
+            .into_iter()
+            .map(|r| r.id)
+            .filter(|id| is_record_id(id))
+            .collect())
     }
 
     /// `GET {resource}/?q=…` (`query` or `queryAll`): the answer's records.

@@ -52,7 +52,7 @@ impl Salesforce {
             Err(f) => f.code(),
         });
         if let Err(f) = &result {
-            tracing::warn!(domain = %c.domain_url, error_code = f.code(), "salesforce token request failed");
+            tracing::warn!(domain = %c.domain_url, error_code = crate::metrics::token_outcome(f.code()), "salesforce token request failed");
         }
         result
     }
@@ -72,7 +72,7 @@ impl Salesforce {
             .await
             .map_err(transport)?;
         let status = res.status();
-        let body = res.bytes().await.map_err(transport)?;
+        let body = super::read_capped(res, super::TOKEN_ANSWER_CAP).await?;
         crate::metrics::salesforce_request("token", status.as_u16());
         if !status.is_success() {
             return Err(errors::classify_oauth(status.as_u16(), &body));

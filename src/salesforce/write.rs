@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::errors::{self, Failure, Op};
-use super::{urlencode, Credentials, Salesforce, Written};
+use super::{is_record_id, urlencode, Credentials, Salesforce, Written};
 
 #[derive(Deserialize)]
 struct SaveAnswer {
@@ -68,7 +68,7 @@ impl Salesforce {
         Ok(answers
             .into_iter()
             .map(|a| match (a.success, a.id) {
-                (true, Some(id)) => Ok(Written {
+                (true, Some(id)) => checked_id(&id).map(|()| Written {
                     id,
                     created: a.created.unwrap_or(*batch == Batch::Create),
                 }),
@@ -204,10 +204,26 @@ struct RecordAnswer {
 }
 
 fn save_answer(bytes: &[u8]) -> Result<SaveAnswer, Failure> {
-    serde_json::from_slice(bytes).map_err(|e| {
+    let answer: SaveAnswer = serde_json::from_slice(bytes).map_err(|e| {
         Failure::transient(
             errors::codes::BAD_SAVE_ANSWER,
             format!("unreadable answer to a write: {e}"),
         )
-    })
+    })?;
+    checked_id(&answer.id)?;
+    Ok(answer)
+}
+
+/// A record id from a write's answer, checked where it enters: it is stored
+/// and later put in a URL path (`sobjects/Lead/{id}`), so anything but 15 or
+/// 18 letters and digits is a broken answer, not an id.
+fn checked_id(id: &str) -> Result<(), Failure> {
+    if is_record_id(id) {
+        Ok(())
+    } else {
+        Err(Failure::transient(
+            errors::codes::BAD_SAVE_ANSWER,
+            "the answer to a write named no valid record id",
+        ))
+    }
 }

@@ -1,5 +1,7 @@
 //! Clients: claims and leases, the outcome of an attempt, listing and requeueing.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
 
 use super::dialect::{in_list, Dialect, IN_CHUNK};
@@ -28,8 +30,23 @@ impl Store {
         lease_until: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<Claim>, StoreError> {
+        self.claim_due_except(now, owner, lease_until, limit, &HashSet::new())
+            .await
+    }
+
+    /// [`Store::claim_due`] leaving out the connections in `busy` (whose
+    /// previous sync has not ended in this process).
+    pub async fn claim_due_except(
+        &self,
+        now: DateTime<Utc>,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+        busy: &HashSet<ConnectionId>,
+    ) -> Result<Vec<Claim>, StoreError> {
         self.make_clients_due().await?;
         let mut connections = self.claimable_connections(now).await?;
+        connections.retain(|id| !busy.contains(id));
         if !connections.is_empty() {
             let start = rand::random::<usize>() % connections.len();
             connections.rotate_left(start);
@@ -124,8 +141,40 @@ impl Store {
         Ok(self.finish_clients(&items, owner, now).await?[0])
     }
 
-    /// [`Store::finish_client`] for many clients in one transaction; one answer each.
+    /// [`Store::finish_client`] for many clients in one transaction; one
+    /// answer each. If the database refuses the data of the batch (a value it
+    /// cannot hold), each client is recorded alone, so one row cannot hold
+    /// back the rest: a client whose own outcome is refused answers false
+    /// (its lease ends on its own and it is written again).
     pub async fn finish_clients(
+        &self,
+        items: &[(Claim, ClientUpdate)],
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>, StoreError> {
+        match self.finish_together(items, owner, now).await {
+            Err(StoreError::Rejected(why)) if items.len() > 1 => {
+                tracing::warn!(clients = items.len(), error = %why, "a batch's outcomes were refused; recording them one by one");
+                let mut answers = Vec::with_capacity(items.len());
+                for item in items {
+                    answers.push(
+                        match self.finish_together(std::slice::from_ref(item), owner, now).await {
+                            Ok(a) => a[0],
+                            Err(StoreError::Rejected(why)) => {
+                                tracing::warn!(client_id = %item.0.client_id, error = %why, "a client's outcome was refused by the database");
+                                false
+                            }
+                            Err(e) => return Err(e),
+                        },
+                    );
+                }
+                Ok(answers)
+            }
+            other => other,
+        }
+    }
+
+    async fn finish_together(
         &self,
         items: &[(Claim, ClientUpdate)],
         owner: &str,

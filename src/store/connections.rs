@@ -112,7 +112,7 @@ impl Store {
         sqlx::query(
             "SELECT * FROM webhook_secrets
              WHERE connection_id = $1 AND (expires_at IS NULL OR expires_at > $2)
-             ORDER BY created_at DESC",
+             ORDER BY expires_at IS NULL DESC, created_at DESC, id DESC",
         )
         .bind(connection_id)
         .bind(to_millis(now))

@@ -1,11 +1,12 @@
 //! The loop: claim due clients, hand each connection's to a write, record
 //! the outcomes; between rounds, prune done events.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 use super::pace::Wake;
 use tracing::Instrument;
@@ -56,15 +57,32 @@ impl Worker {
         &self.owner
     }
 
-    /// Claims the clients due now and writes each; returns how many were claimed.
+    /// Claims the clients due now and writes each, waiting for every
+    /// connection's writes; returns how many were claimed. (Tests drive the
+    /// worker with this; [`Worker::run`] does not wait for slow connections.)
     pub async fn run_once(&self) -> Result<usize, StoreError> {
+        let by_connection = self.claim(&HashSet::new()).await?;
+        let n = by_connection.values().map(Vec::len).sum();
+        futures_util::future::join_all(
+            by_connection
+                .into_iter()
+                .map(|(id, claims)| self.sync_connection(id, claims)),
+        )
+        .await;
+        Ok(n)
+    }
+
+    /// Claims the clients due now of every connection but `busy`'s, by connection.
+    async fn claim(
+        &self,
+        busy: &HashSet<ConnectionId>,
+    ) -> Result<BTreeMap<ConnectionId, Vec<Claim>>, StoreError> {
         let now = self.clock.now();
         let lease_until = now + self.settings.lease;
         let claims = self
             .store
-            .claim_due(now, &self.owner, lease_until, self.settings.batch)
+            .claim_due_except(now, &self.owner, lease_until, self.settings.batch, busy)
             .await?;
-        let n = claims.len();
         let mut by_connection: BTreeMap<ConnectionId, Vec<Claim>> = BTreeMap::new();
         for claim in claims {
             by_connection
@@ -72,12 +90,28 @@ impl Worker {
                 .or_default()
                 .push(claim);
         }
-        futures_util::future::join_all(
-            by_connection
-                .into_iter()
-                .map(|(id, claims)| self.sync_connection(id, claims)),
-        )
-        .await;
+        Ok(by_connection)
+    }
+
+    /// One round of [`Worker::run`]: claims the clients due of connections
+    /// whose previous sync has ended, and starts each connection's sync as a
+    /// task of its own, so a slow org holds back no other. Returns how many
+    /// were claimed.
+    async fn start_round(
+        self: &Arc<Self>,
+        running: &mut JoinSet<ConnectionId>,
+        busy: &mut HashSet<ConnectionId>,
+    ) -> Result<usize, StoreError> {
+        let by_connection = self.claim(busy).await?;
+        let n = by_connection.values().map(Vec::len).sum();
+        for (id, claims) in by_connection {
+            busy.insert(id.clone());
+            let this = self.clone();
+            running.spawn(async move {
+                this.sync_connection(id.clone(), claims).await;
+                id
+            });
+        }
         Ok(n)
     }
 
@@ -129,7 +163,16 @@ impl Worker {
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         tracing::info!(owner = %self.owner, "sync worker started");
         let mut next_prune = tokio::time::Instant::now();
+        // Each connection's sync in flight, as a task; dropped (aborted)
+        // with this future if the shutdown deadline passes.
+        let mut running: JoinSet<ConnectionId> = JoinSet::new();
+        let mut busy: HashSet<ConnectionId> = HashSet::new();
         while !*stop.borrow() {
+            while let Some(done) = running.try_join_next() {
+                if let Ok(id) = done {
+                    busy.remove(&id);
+                }
+            }
             if tokio::time::Instant::now() >= next_prune {
                 // A large backlog of old events goes a pass a minute, between rounds.
                 let again = match self.prune_pass().await {
@@ -144,7 +187,7 @@ impl Worker {
             }
             let started = tokio::time::Instant::now();
             self.wake.take();
-            let claimed = match self.run_once().await {
+            let claimed = match self.start_round(&mut running, &mut busy).await {
                 Ok(n) => n,
                 Err(e) => {
                     tracing::warn!(error = %e, "sync round failed; the store is unavailable");
@@ -157,6 +200,12 @@ impl Worker {
                         tokio::time::sleep(self.settings.linger).await;
                     }
                     _ = tokio::time::sleep(self.settings.poll) => {}
+                    // A connection's sync ended: its clients may be due again.
+                    Some(done) = running.join_next(), if !running.is_empty() => {
+                        if let Ok(id) = done {
+                            busy.remove(&id);
+                        }
+                    }
                     _ = stop.changed() => {}
                 }
                 continue;
@@ -175,6 +224,9 @@ impl Worker {
                 }
             }
         }
+        // The writes in flight finish and are recorded (the caller bounds
+        // this by the shutdown deadline).
+        while running.join_next().await.is_some() {}
         tracing::info!("sync worker stopped");
     }
 

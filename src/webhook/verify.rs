@@ -122,6 +122,28 @@ pub fn verify_standard_keyed<'a, 'k>(
     keys: impl IntoIterator<Item = &'k SigningKey>,
     now_unix: i64,
 ) -> Result<&'a str, VerifyError> {
+    let (id, ts_text, signatures) = standard_headers_usable(headers, now_unix)?;
+    for key in keys {
+        let mac = key.mac(&[id.as_bytes(), b".", ts_text.as_bytes(), b".", body]);
+        let expected = STANDARD.encode(mac);
+        if signatures
+            .split(' ')
+            .filter_map(|s| s.strip_prefix("v1,"))
+            .any(|candidate| constant_time_eq(candidate.as_bytes(), expected.as_bytes()))
+        {
+            return Ok(id);
+        }
+    }
+    Err(VerifyError::NoMatchingSignature)
+}
+
+/// The checks of a Standard Webhooks request that need no body: the three
+/// headers present and the timestamp within the window. Done before the
+/// body is read, so a request that cannot pass costs no body.
+pub fn standard_headers_usable<'a>(
+    headers: StandardHeaders<'a>,
+    now_unix: i64,
+) -> Result<(&'a str, &'a str, &'a str), VerifyError> {
     let id = headers
         .id
         .ok_or_else(|| VerifyError::MissingHeader("webhook-id".into()))?;
@@ -140,19 +162,7 @@ pub fn verify_standard_keyed<'a, 'k>(
     if now_unix.abs_diff(ts) > TIMESTAMP_TOLERANCE_SECS as u64 {
         return Err(VerifyError::TimestampOutOfTolerance);
     }
-    let ts_text = ts_text.trim();
-    for key in keys {
-        let mac = key.mac(&[id.as_bytes(), b".", ts_text.as_bytes(), b".", body]);
-        let expected = STANDARD.encode(mac);
-        if signatures
-            .split(' ')
-            .filter_map(|s| s.strip_prefix("v1,"))
-            .any(|candidate| constant_time_eq(candidate.as_bytes(), expected.as_bytes()))
-        {
-            return Ok(id);
-        }
-    }
-    Err(VerifyError::NoMatchingSignature)
+    Ok((id, ts_text.trim(), signatures))
 }
 
 /// Checks a hex-scheme request: the header holds `sha256=<hex>` or bare `<hex>`.

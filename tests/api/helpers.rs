@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use chrono::Utc;
 use leadbridge::clock::{Clock, ManualClock};
-use leadbridge::configuration::{LogFormat, Settings};
+use leadbridge::configuration::{Limits, LogFormat, Settings};
 use leadbridge::crypto::{generate_admin_token, MasterKey};
 use leadbridge::domain::{ConnectionId, ConnectionName};
 use leadbridge::salesforce::SalesforceSettings;
@@ -87,6 +87,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
         metrics_backlog_ttl: std::time::Duration::ZERO,
         body_timeout: std::time::Duration::from_secs(30),
         max_connections: 1000,
+        limits: Limits::default(),
     };
     tweak(&mut settings);
     let store = db.open().await;

@@ -5,6 +5,7 @@ mod backfill;
 mod batches;
 mod connections;
 mod console;
+mod hardening;
 mod health;
 mod helpers;
 mod logs;

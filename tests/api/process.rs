@@ -42,7 +42,7 @@ pub(crate) fn command(dir: &Path, port: u16) -> Command {
 /// own secrets; with PostgreSQL it gets the URL, token and key as variables.
 pub(crate) struct Target {
     pub(crate) db: TestDb,
-    env: Vec<(String, String)>,
+    pub(crate) env: Vec<(String, String)>,
     pub(crate) token: Option<String>,
 }
 

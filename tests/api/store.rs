@@ -190,6 +190,45 @@ async fn finishing_a_batch_answers_once_per_client_even_when_a_lease_was_lost() 
 }
 
 #[tokio::test]
+async fn a_batch_outcome_the_database_refuses_is_recorded_client_by_client() {
+    let (db, store, now) = setup().await;
+    let conn = connection(store.as_ref(), "acme", true, now).await;
+    for c in ["c1", "c2", "c3"] {
+        event(store.as_ref(), &conn, c, c, now).await;
+    }
+    let mut claims = store
+        .claim_due(now, "a", now + Duration::seconds(30), 10)
+        .await
+        .unwrap();
+    claims.sort_by(|x, y| x.client_id.cmp(&y.client_id));
+    // c2's error holds a NUL: PostgreSQL refuses the text, SQLite keeps it.
+    let items: Vec<(Claim, ClientUpdate)> = claims
+        .iter()
+        .map(|c| {
+            let mut u = synced(vec![]);
+            if c.client_id == "c2" {
+                u.state = ClientState::Dead;
+                u.last_error = Some(leadbridge::domain::SyncError {
+                    code: "X".into(),
+                    message: "bad\u{0}text".into(),
+                });
+            }
+            (c.clone(), u)
+        })
+        .collect();
+    let answers = store.finish_clients(&items, "a", now).await.unwrap();
+    assert_eq!(
+        answers,
+        vec![true, !db.is_postgres(), true],
+        "one refused row holds back no other"
+    );
+    for c in ["c1", "c3"] {
+        let client = store.client(&conn, &cid(c)).await.unwrap().unwrap();
+        assert_eq!(client.state, ClientState::Synced, "{c}");
+    }
+}
+
+#[tokio::test]
 async fn finishing_marks_only_the_events_read_and_a_later_one_keeps_the_client_due() {
     let (_db, store, now) = setup().await;
     let conn = connection(store.as_ref(), "acme", true, now).await;

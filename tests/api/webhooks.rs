@@ -312,10 +312,12 @@ async fn a_chunked_body_over_the_limit_gives_413_once_the_limit_is_passed() {
     let app = spawn_app_with(|s| s.max_body_bytes = 64 * 1024).await;
     app.connection("acme").await;
     let address = app.address.clone();
+    // Headers that can pass, so the body is read (a request without them is
+    // refused before its body: see hardening.rs).
+    let head = format!("POST /v1/webhooks/acme HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n{}\r\n", signed_headers(app.now()));
     let (status, closed) = tokio::task::spawn_blocking(move || {
-        let head = "POST /v1/webhooks/acme HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
         let mut closed = false;
-        let (status, _) = raw_exchange(&address, head, |s| {
+        let (status, _) = raw_exchange(&address, &head, |s| {
             // An endless body: the server must end the connection, not read it all.
             let chunk = format!("{:x}\r\n{}\r\n", 64 * 1024, " ".repeat(64 * 1024));
             let started = std::time::Instant::now();
@@ -599,6 +601,21 @@ async fn revoking_previous_secrets_stops_them_at_once_and_keeps_the_current_one(
     assert_eq!(again, json!({"revoked": 0}));
 }
 
+/// Standard Webhooks headers that pass the checks made before the body is
+/// read (present, timestamp in the window), with a signature that will not
+/// match: enough to have the body read.
+fn signed_headers(now: i64) -> String {
+    format!("webhook-id: slow\r\nwebhook-timestamp: {now}\r\nwebhook-signature: v1,AAAA\r\n")
+}
+
+/// The head of a webhook whose 100,000-byte body is then trickled.
+fn trickled_head(now: i64) -> String {
+    format!(
+        "POST /v1/webhooks/acme HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n{}\r\n",
+        signed_headers(now)
+    )
+}
+
 /// Sends `head`, then one byte of body every 200 ms until the server stops
 /// taking them or 15 s pass; returns the status line and the seconds it took.
 fn trickle(address: &str, head: &str) -> (String, f64) {
@@ -626,12 +643,11 @@ fn trickle(address: &str, head: &str) -> (String, f64) {
 async fn a_body_trickling_in_is_cut_at_the_deadline_while_the_service_keeps_answering() {
     let app = spawn_app_with(|s| s.body_timeout = Duration::from_secs(1)).await;
     app.connection("acme").await;
+    let head = trickled_head(app.now());
     let senders: Vec<_> = (0..20)
         .map(|_| {
-            let address = app.address.clone();
-            tokio::task::spawn_blocking(move || {
-                trickle(&address, "POST /v1/webhooks/acme HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n")
-            })
+            let (address, head) = (app.address.clone(), head.clone());
+            tokio::task::spawn_blocking(move || trickle(&address, &head))
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -659,12 +675,11 @@ async fn past_the_connection_cap_a_request_waits_until_a_slow_sender_is_cut() {
     .await;
     app.connection("acme").await;
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let head = trickled_head(app.now());
     let senders: Vec<_> = (0..workers)
         .map(|_| {
-            let address = app.address.clone();
-            tokio::task::spawn_blocking(move || {
-                trickle(&address, "POST /v1/webhooks/acme HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n")
-            })
+            let (address, head) = (app.address.clone(), head.clone());
+            tokio::task::spawn_blocking(move || trickle(&address, &head))
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(500)).await;
