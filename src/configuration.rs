@@ -190,6 +190,22 @@ pub struct SettingsArgs {
         value_parser = clap::value_parser!(u64).range(1..=600)
     )]
     pub salesforce_timeout_secs: u64,
+    /// The largest answer to a Salesforce token request read, in bytes.
+    #[arg(
+        long,
+        env = "LEADBRIDGE_SALESFORCE_MAX_TOKEN_ANSWER_BYTES",
+        default_value_t = SalesforceSettings::default().max_token_answer,
+        global = true
+    )]
+    pub salesforce_max_token_answer_bytes: usize,
+    /// The largest answer to a Salesforce describe, write or query read, in bytes.
+    #[arg(
+        long,
+        env = "LEADBRIDGE_SALESFORCE_MAX_ANSWER_BYTES",
+        default_value_t = SalesforceSettings::default().max_answer,
+        global = true
+    )]
+    pub salesforce_max_answer_bytes: usize,
     /// How long a worker holds a client; a killed replica's clients return after it.
     #[arg(
         long,
@@ -494,6 +510,8 @@ impl Settings {
                 salesforce: SalesforceSettings {
                     token_ttl: std::time::Duration::from_secs(args.token_ttl_secs),
                     request_timeout: std::time::Duration::from_secs(args.salesforce_timeout_secs),
+                    max_token_answer: args.salesforce_max_token_answer_bytes.max(1024),
+                    max_answer: args.salesforce_max_answer_bytes.max(64 * 1024),
                     ..SalesforceSettings::default()
                 },
                 sync: SyncSettings {

@@ -167,7 +167,7 @@ impl Salesforce {
             .await
             .map_err(transport)?;
         let status = res.status();
-        let body = super::read_capped(res, super::DESCRIBE_ANSWER_CAP).await?;
+        let body = super::read_capped(res, self.caps.1).await?;
         crate::metrics::salesforce_request("describe", status.as_u16());
         if !status.is_success() {
             return Err(errors::classify(Op::Describe, status.as_u16(), &body));

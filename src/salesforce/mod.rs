@@ -95,6 +95,13 @@ pub struct SalesforceSettings {
     /// Allow `http://` and hosts other than `*.my.salesforce.com`
     /// (`LEADBRIDGE_ALLOW_INSECURE_SALESFORCE`; emulators and tests).
     pub allow_insecure: bool,
+    /// The largest answer to a token request read, in bytes (a real one is
+    /// under 1 KiB).
+    pub max_token_answer: usize,
+    /// The largest answer to describe, a write or a query read (Lead's
+    /// describe with an org's country and state picklists is a few hundred
+    /// KiB; 200 collections results are tens of KiB).
+    pub max_answer: usize,
 }
 
 impl Default for SalesforceSettings {
@@ -104,6 +111,8 @@ impl Default for SalesforceSettings {
             describe_ttl: Duration::from_secs(60 * 60),
             request_timeout: Duration::from_secs(30),
             allow_insecure: false,
+            max_token_answer: 64 * 1024,
+            max_answer: 16 * 1024 * 1024,
         }
     }
 }
@@ -111,6 +120,8 @@ impl Default for SalesforceSettings {
 /// The Salesforce client with its per-process caches.
 pub struct Salesforce {
     http: reqwest::Client,
+    /// What is read of an answer at most: (token, anything else), in bytes.
+    caps: (usize, usize),
     rules: url::Rules,
     tokens: Cache<String, Arc<Token>>,
     describes: Cache<String, Arc<LeadDescribe>>,
@@ -132,6 +143,7 @@ impl Salesforce {
             .expect("the HTTP client builds");
         Self {
             http,
+            caps: (settings.max_token_answer, settings.max_answer),
             rules: url::Rules {
                 allow_insecure_salesforce: settings.allow_insecure,
             },
@@ -191,12 +203,7 @@ impl Salesforce {
             {
                 self.usage.insert(c.cache_key.clone(), u).await;
             }
-            let cap = if op == Op::Describe {
-                DESCRIBE_ANSWER_CAP
-            } else {
-                ANSWER_CAP
-            };
-            let bytes = read_capped(res, cap).await?;
+            let bytes = read_capped(res, self.caps.1).await?;
             crate::metrics::salesforce_request(op_name(op), status.as_u16());
             if status.is_success() {
                 return Ok((status, bytes));
@@ -243,16 +250,6 @@ fn urlencode(s: &str) -> String {
         .collect::<String>()
         .replace('+', "%20")
 }
-
-/// The largest answer to a token request read, in bytes (a real one is
-/// under 1 KiB).
-pub const TOKEN_ANSWER_CAP: usize = 64 * 1024;
-/// The largest describe answer read (Lead's, with the country and state
-/// picklists of an org that has them, is a few hundred KiB).
-pub const DESCRIBE_ANSWER_CAP: usize = 16 * 1024 * 1024;
-/// The largest answer to a write or a query read (200 collections results
-/// are tens of KiB).
-pub const ANSWER_CAP: usize = 4 * 1024 * 1024;
 
 /// Reads an answer's body, refusing one over `cap` bytes: by its declared
 /// length before reading anything, else as soon as it passes the cap. An

@@ -72,7 +72,7 @@ impl Salesforce {
             .await
             .map_err(transport)?;
         let status = res.status();
-        let body = super::read_capped(res, super::TOKEN_ANSWER_CAP).await?;
+        let body = super::read_capped(res, self.caps.0).await?;
         crate::metrics::salesforce_request("token", status.as_u16());
         if !status.is_success() {
             return Err(errors::classify_oauth(status.as_u16(), &body));
