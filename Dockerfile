@@ -1,10 +1,19 @@
 # Multi-stage build: compile in the Rust image, run in a small Debian image as
-# a non-root user. Not built in this project's CI (no Docker engine there).
+# a non-root user. No Docker engine runs in this project's CI, so
+# .ci/image-check builds the binary from exactly the files the COPY lines of
+# the first stage name: a file the build needs and this stage leaves out
+# fails CI.
 FROM rust:1-bookworm AS build
 WORKDIR /src
+# The workspace (its members must be present for cargo to read it), the
+# schema the binary embeds (sqlx::migrate!) and the console (include_str!).
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY migrations ./migrations
+COPY console ./console
+COPY crates ./crates
+COPY xtask ./xtask
+COPY benches ./benches
 RUN cargo build --release --locked --bin leadbridge
 
 FROM debian:bookworm-slim
