@@ -76,7 +76,7 @@ pub struct BackfillQuery {
 }
 
 #[utoipa::path(
-    post, path = "/v1/connections/{name}/backfill", tag = "backfill",
+    post, operation_id = "upload_backfill", path = "/v1/connections/{name}/backfill", tag = "backfill",
     params(("name" = String, Path), BackfillQuery),
     request_body(content = String, content_type = "application/x-ndjson",
         description = "One client per line: the `data` object of a webhook. Streamed; any size."),
@@ -167,7 +167,7 @@ pub struct JobList {
 }
 
 #[utoipa::path(
-    get, path = "/v1/connections/{name}/backfill", tag = "backfill",
+    get, operation_id = "list_backfill_jobs", path = "/v1/connections/{name}/backfill", tag = "backfill",
     params(("name" = String, Path)),
     responses(
         (status = 200, description = "The 50 most recent jobs, newest first", body = JobList),
@@ -194,7 +194,7 @@ pub async fn list(
 }
 
 #[utoipa::path(
-    get, path = "/v1/connections/{name}/backfill/{jobId}", tag = "backfill",
+    get, operation_id = "get_backfill_job", path = "/v1/connections/{name}/backfill/{jobId}", tag = "backfill",
     params(("name" = String, Path), ("jobId" = String, Path)),
     responses(
         (status = 200, description = "The job's counts", body = JobView),

@@ -121,7 +121,7 @@ fn invalid(field: &str, message: &str) -> ApiError {
 }
 
 #[utoipa::path(
-    get, path = "/v1/connections/{name}/clients", tag = "clients",
+    get, operation_id = "list_clients", path = "/v1/connections/{name}/clients", tag = "clients",
     params(("name" = String, Path), ClientQuery),
     responses(
         (status = 200, body = ClientPage),
@@ -193,7 +193,7 @@ pub async fn list(
 }
 
 #[utoipa::path(
-    get, path = "/v1/connections/{name}/clients/{clientId}", tag = "clients",
+    get, operation_id = "get_client", path = "/v1/connections/{name}/clients/{clientId}", tag = "clients",
     params(("name" = String, Path), ("clientId" = String, Path)),
     responses(
         (status = 200, body = ClientView),
@@ -215,7 +215,7 @@ pub async fn get(
 }
 
 #[utoipa::path(
-    post, path = "/v1/connections/{name}/clients/{clientId}/retry", tag = "clients",
+    post, operation_id = "retry_client", path = "/v1/connections/{name}/clients/{clientId}/retry", tag = "clients",
     params(("name" = String, Path), ("clientId" = String, Path)),
     responses(
         (status = 202, description = "Due now, with a fresh attempt count", body = ClientView),
@@ -255,7 +255,7 @@ pub struct Requeued {
 }
 
 #[utoipa::path(
-    post, path = "/v1/connections/{name}/retry-dead", tag = "clients",
+    post, operation_id = "retry_dead_clients", path = "/v1/connections/{name}/retry-dead", tag = "clients",
     params(("name" = String, Path)),
     responses(
         (status = 202, description = "Every dead client is due again", body = Requeued),
@@ -280,7 +280,7 @@ pub async fn retry_dead(
 }
 
 #[utoipa::path(
-    post, path = "/v1/connections/{name}/test", tag = "connections",
+    post, operation_id = "test_connection", path = "/v1/connections/{name}/test", tag = "connections",
     params(("name" = String, Path)),
     responses(
         (status = 200, description = "What a fresh token and describe of Lead showed", body = check::TestReport),
@@ -303,7 +303,7 @@ pub async fn test(
 }
 
 #[utoipa::path(
-    post, path = "/v1/connections/{name}/preview", tag = "connections",
+    post, operation_id = "preview_lead", path = "/v1/connections/{name}/preview", tag = "connections",
     params(("name" = String, Path)),
     request_body(content = Object, content_type = "application/json", description = "A webhook body, as B2CORE sends it"),
     responses(
@@ -338,7 +338,7 @@ pub async fn preview(
 }
 
 #[utoipa::path(
-    get, path = "/v1/connections/{name}/lead-fields", tag = "connections",
+    get, operation_id = "list_lead_fields", path = "/v1/connections/{name}/lead-fields", tag = "connections",
     params(("name" = String, Path)),
     responses(
         (status = 200, description = "The org's writable Lead fields, from describe (cached); `error` says why there are none", body = check::LeadFieldList),

@@ -257,7 +257,7 @@ fn validation(errs: connections::FieldErrors) -> ApiError {
 }
 
 #[utoipa::path(
-    post, path = "/v1/connections", tag = "connections",
+    post, operation_id = "create_connection", path = "/v1/connections", tag = "connections",
     request_body(content = NewConnection, content_type = "application/json"),
     responses(
         (status = 201, description = "Created; the webhook secret is shown only now", body = CreatedConnection),
@@ -325,7 +325,7 @@ pub async fn create(
 }
 
 #[utoipa::path(
-    get, path = "/v1/connections", tag = "connections",
+    get, operation_id = "list_connections", path = "/v1/connections", tag = "connections",
     responses(
         (status = 200, body = ConnectionList),
         (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
@@ -340,7 +340,7 @@ pub async fn list(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, 
 }
 
 #[utoipa::path(
-    get, path = "/v1/connections/{name}", tag = "connections",
+    get, operation_id = "get_connection", path = "/v1/connections/{name}", tag = "connections",
     params(("name" = String, Path)),
     responses(
         (status = 200, body = ConnectionView),
@@ -360,7 +360,7 @@ pub async fn get(
 }
 
 #[utoipa::path(
-    patch, path = "/v1/connections/{name}", tag = "connections",
+    patch, operation_id = "update_connection", path = "/v1/connections/{name}", tag = "connections",
     params(("name" = String, Path)),
     request_body(content = ConnectionSettings, content_type = "application/merge-patch+json",
         description = "JSON merge patch (RFC 7396); `application/json` is accepted too."),
@@ -398,7 +398,7 @@ pub async fn patch(
 }
 
 #[utoipa::path(
-    delete, path = "/v1/connections/{name}", tag = "connections",
+    delete, operation_id = "delete_connection", path = "/v1/connections/{name}", tag = "connections",
     params(("name" = String, Path)),
     responses(
         (status = 204, description = "Deleted, with its secrets and unsynced events"),
@@ -424,7 +424,7 @@ pub async fn delete(
 }
 
 #[utoipa::path(
-    post, path = "/v1/connections/{name}/webhook-secret/rotate", tag = "connections",
+    post, operation_id = "rotate_webhook_secret", path = "/v1/connections/{name}/webhook-secret/rotate", tag = "connections",
     params(("name" = String, Path)),
     responses(
         (status = 200, description = "The new secret; the previous ones verify for 24 h more", body = RotatedSecret),
@@ -461,7 +461,7 @@ pub struct RevokedSecrets {
 }
 
 #[utoipa::path(
-    post, path = "/v1/connections/{name}/webhook-secret/revoke-previous", tag = "connections",
+    post, operation_id = "revoke_previous_webhook_secrets", path = "/v1/connections/{name}/webhook-secret/revoke-previous", tag = "connections",
     params(("name" = String, Path)),
     responses(
         (status = 200, description = "Only the current secret verifies from now on (other replicas: within 2 s)", body = RevokedSecrets),

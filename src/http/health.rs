@@ -14,13 +14,21 @@ pub struct HealthStatus {
     pub status: &'static str,
 }
 
-#[utoipa::path(get, path = "/health/live", tag = "health",
+#[utoipa::path(get, operation_id = "live", path = "/health/live", tag = "health",
     responses((status = 200, description = "The process is up", body = HealthStatus)), security(()))]
 pub async fn live() -> HttpResponse {
     HttpResponse::Ok().json(HealthStatus { status: "ok" })
 }
 
-#[utoipa::path(get, path = "/health/ready", tag = "health",
+/// `HEAD /health/live`, for load balancers that probe with HEAD: the GET's
+/// status and headers, no body.
+#[utoipa::path(head, operation_id = "live_head", path = "/health/live", tag = "health",
+    responses((status = 200, description = "The process is up")), security(()))]
+pub async fn live_head() -> HttpResponse {
+    live().await
+}
+
+#[utoipa::path(get, operation_id = "ready", path = "/health/ready", tag = "health",
     responses(
         (status = 200, description = "The store answers: send traffic here", body = HealthStatus),
         (status = 503, description = "The store is unreachable", body = Problem, content_type = "application/problem+json",
@@ -31,7 +39,18 @@ pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
     Ok(HttpResponse::Ok().json(HealthStatus { status: "ready" }))
 }
 
-#[utoipa::path(get, path = "/metrics", tag = "health",
+/// `HEAD /health/ready`: the GET's status and headers, no body.
+#[utoipa::path(head, operation_id = "ready_head", path = "/health/ready", tag = "health",
+    responses(
+        (status = 200, description = "The store answers: send traffic here"),
+        (status = 503, description = "The store is unreachable",
+            headers(("Retry-After" = u32, description = "Seconds to wait"))),
+    ), security(()))]
+pub async fn ready_head(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    ready(state).await
+}
+
+#[utoipa::path(get, operation_id = "metrics", path = "/metrics", tag = "health",
     responses((status = 200, description = "Prometheus text format; every name starts with `leadbridge_`",
         body = String, content_type = "text/plain")), security(()))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {

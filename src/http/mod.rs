@@ -33,11 +33,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::scope(crate::webhook::PATH_PREFIX).default_service(web::to(webhooks::receive)),
     );
     cfg.configure(console::routes);
-    cfg.service(resource("/health/live", "GET", |r| {
+    cfg.service(resource("/health/live", "GET, HEAD", |r| {
         r.route(web::get().to(health::live))
+            .route(web::head().to(health::live_head))
     }))
-    .service(resource("/health/ready", "GET", |r| {
+    .service(resource("/health/ready", "GET, HEAD", |r| {
         r.route(web::get().to(health::ready))
+            .route(web::head().to(health::ready_head))
     }))
     .service(resource("/metrics", "GET", |r| {
         r.route(web::get().to(health::metrics))

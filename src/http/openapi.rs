@@ -20,7 +20,7 @@ use super::{backfill, clients, connections, health, problem, webhooks};
         connections::revoke_previous_webhook_secrets,
         clients::test, clients::preview, clients::lead_fields, clients::list, clients::get, clients::retry,
         clients::retry_dead, backfill::upload, backfill::list, backfill::get,
-        health::live, health::ready, health::metrics, serve,
+        health::live, health::live_head, health::ready, health::ready_head, health::metrics, serve,
     ),
     components(schemas(
         problem::Problem, crate::connections::FieldError, crate::domain::FieldMapping,
@@ -70,7 +70,7 @@ pub fn document() -> String {
     text
 }
 
-#[utoipa::path(get, path = "/openapi.json", tag = "health",
+#[utoipa::path(get, operation_id = "openapi_document", path = "/openapi.json", tag = "health",
     responses((status = 200, description = "This document", body = Object)), security(()))]
 pub async fn serve() -> HttpResponse {
     // Built once: it never changes while the process runs, and building it

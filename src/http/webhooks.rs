@@ -36,6 +36,7 @@ impl WebhookAnswer {
 
 #[utoipa::path(
     post,
+    operation_id = "receive_webhook",
     path = "/v1/webhooks/{connectionName}",
     tag = "webhooks",
     params(("connectionName" = String, Path, description = "The connection's name")),

@@ -13,6 +13,37 @@ async fn live_and_ready_answer_200_without_a_token() {
 }
 
 #[tokio::test]
+async fn health_answers_head_as_load_balancers_probe_it() {
+    let app = spawn_app().await;
+    for path in ["/health/live", "/health/ready"] {
+        let res = app.client.head(app.url(path)).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+        assert!(
+            res.bytes().await.unwrap().is_empty(),
+            "{path}: a HEAD has no body"
+        );
+    }
+    app.store.close().await;
+    let res = app
+        .client
+        .head(app.url("/health/ready"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+    assert!(res.headers().contains_key("retry-after"));
+    // Other methods are still refused, naming both.
+    let res = app
+        .client
+        .delete(app.url("/health/live"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 405);
+    assert_eq!(res.headers()["allow"], "GET, HEAD");
+}
+
+#[tokio::test]
 async fn ready_answers_503_while_the_store_is_unreachable_and_live_stays_200() {
     let app = spawn_app().await;
     app.store.close().await;

@@ -103,3 +103,20 @@ fn the_connection_schemas_name_exactly_the_fields_the_parser_accepts() {
         .0;
     assert_eq!(bogus[0].message, unknown);
 }
+
+#[test]
+fn every_operation_has_its_own_operation_id() {
+    let doc: Value = serde_json::from_str(&leadbridge::http::openapi::document()).unwrap();
+    let mut seen = std::collections::BTreeMap::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let id = op["operationId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{method} {path} has no operationId"));
+            if let Some(other) = seen.insert(id.to_string(), format!("{method} {path}")) {
+                panic!("operationId `{id}` names both {other} and {method} {path}");
+            }
+        }
+    }
+    assert!(seen.len() >= 20, "{seen:?}");
+}
