@@ -185,9 +185,10 @@ pub fn token_outcome(code: &str) -> &'static str {
     if let Some(known) = KNOWN.iter().find(|k| **k == code) {
         return known;
     }
-    match code.as_bytes() {
-        [b'H' | b'h', b'T' | b't', b'T' | b't', b'P' | b'p', b'_', b'5', ..] => "http_5xx",
-        [b'H' | b'h', b'T' | b't', b'T' | b't', b'P' | b'p', b'_', b'4', ..] => "http_4xx",
+    let prefix = code.get(..6).map(str::to_ascii_lowercase);
+    match prefix.as_deref() {
+        Some("http_5") => "http_5xx",
+        Some("http_4") => "http_4xx",
         _ => "other",
     }
 }

@@ -156,7 +156,9 @@ pub fn is_upload(method: &actix_web::http::Method, path: &str) -> bool {
         return false;
     };
     method == actix_web::http::Method::POST
-        && matches!(rest.split('/').collect::<Vec<_>>()[..], [name, "backfill"] if !name.is_empty())
+        && rest
+            .split_once('/')
+            .is_some_and(|(name, tail)| !name.is_empty() && tail == "backfill")
 }
 
 /// A connection's recent backfill jobs.

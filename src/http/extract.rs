@@ -53,11 +53,6 @@ impl BodyBudget {
         }
     }
 
-    /// Bytes held now by every request.
-    pub fn in_use(&self) -> usize {
-        self.used.load(Ordering::Relaxed)
-    }
-
     /// Takes `n` bytes, or none when that would pass the budget.
     pub fn reserve(&self, n: usize) -> Option<Reserved> {
         let mut reserved = Reserved {

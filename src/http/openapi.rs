@@ -56,12 +56,14 @@ impl Modify for AdminToken {
     }
 }
 
-/// How many times [`document`] was built (a test checks that serving does
-/// not build it again).
+/// How many times [`document`] was built: a unit test checks that serving
+/// does not build it again.
+#[cfg(test)]
 static BUILT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// The document as served and as checked in.
 pub fn document() -> String {
+    #[cfg(test)]
     BUILT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut text = ApiDoc::openapi()
         .to_pretty_json()
